@@ -1,0 +1,32 @@
+"""netspec: a declarative YAML architecture compiler for convolutional networks."""
+
+from .analysis import Analysis, analyze
+from .errors import Problem, SpecError, SpecShapeError, SpecSizeError, SpecSyntaxError
+from .lower import lower
+from .resolve import load_spec, loads_spec
+from .spec import Spec
+
+__version__ = "0.1.0"
+
+
+def build(spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: int | None = None):
+    """A plain torch.nn.Module for a spec (imports torch on first use)."""
+    from .build import build as _build
+
+    return _build(spec, input_size=input_size, seed=seed)
+
+
+__all__ = [
+    "Analysis",
+    "Problem",
+    "Spec",
+    "SpecError",
+    "SpecShapeError",
+    "SpecSizeError",
+    "SpecSyntaxError",
+    "analyze",
+    "build",
+    "load_spec",
+    "loads_spec",
+    "lower",
+]

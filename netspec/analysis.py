@@ -1,0 +1,243 @@
+"""Static analysis of the IR: shapes, parameters, MACs, FLOPs, activation memory, receptive field.
+
+Conventions (stated once, as fvcore states its own):
+- MACs: one multiply-add = 1, counted exactly as fvcore's FlopCountAnalysis counts a model in eval
+  mode: conv and linear (no bias), batch norm 2 per element (1 without affine), adaptive/global average
+  pooling 1 per input element; max/avg pooling, activations, dropout and merges count 0.
+- FLOPs: 2 per MAC plus elementwise work: bias adds, 1 per activation output, window comparisons of
+  max pooling, the adds of average pooling, the adds and multiplies of residual/SE merges.
+- Activation memory: every layer output of one sample, at 4 bytes per element (float32).
+- Receptive field: the theoretical one, r <- r + (k - 1) * j, j <- j * s, along the path that
+  maximises it; after a global pool it is the whole input ("global").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, children
+from .layers.base import Shape, numel
+from .lower import lower
+from .spec import Spec
+
+BYTES_PER_ELEMENT = 4
+
+
+@dataclass
+class Field:
+    """Receptive field (per spatial dim) and jump (effective stride) at a point in the network."""
+
+    rf: tuple[int, int] = (1, 1)
+    jump: tuple[int, int] = (1, 1)
+    is_global: bool = False
+
+    def through(self, kernel: tuple[int, int], stride: tuple[int, int], is_global: bool) -> Field:
+        if self.is_global or is_global:
+            return Field(self.rf, self.jump, True)
+        rf = (self.rf[0] + (kernel[0] - 1) * self.jump[0], self.rf[1] + (kernel[1] - 1) * self.jump[1])
+        return Field(rf, (self.jump[0] * stride[0], self.jump[1] * stride[1]))
+
+    @staticmethod
+    def widest(fields: list[Field]) -> Field:
+        if any(f.is_global for f in fields):
+            return next(f for f in fields if f.is_global)
+        return max(fields, key=lambda f: (f.rf[0] * f.rf[1], f.rf))
+
+
+@dataclass
+class Row:
+    """One line of a report: a layer or a container (block, stage, branch)."""
+
+    path: str
+    kind: str
+    depth: int
+    section: str
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    macs: int
+    flops: int
+    activations: int  # elements this row's layers write (one sample)
+    receptive_field: tuple[int, int] | None  # None after a global pool
+    jump: tuple[int, int]
+    is_layer: bool
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        d["output_shape"] = list(self.output_shape)
+        d["receptive_field"] = list(self.receptive_field) if self.receptive_field else "global"
+        d["jump"] = list(self.jump)
+        return d
+
+
+@dataclass
+class Analysis:
+    name: str
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    macs: int
+    flops: int
+    activations: int
+    receptive_field: tuple[int, int] | None
+    jump: tuple[int, int]
+    rows: list[Row] = field(default_factory=list)
+    layers: int = 0
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.activations * BYTES_PER_ELEMENT
+
+    @property
+    def param_bytes(self) -> int:
+        return self.params * BYTES_PER_ELEMENT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "conventions": {
+                "macs": "fvcore: one multiply-add = 1",
+                "flops": "2 per MAC plus elementwise ops",
+                "memory": "float32 activations of one sample",
+            },
+            "total": {
+                "params": self.params,
+                "macs": self.macs,
+                "flops": self.flops,
+                "activations": self.activations,
+                "activation_bytes": self.activation_bytes,
+                "param_bytes": self.param_bytes,
+                "layers": self.layers,
+                "receptive_field": list(self.receptive_field) if self.receptive_field else "global",
+                "jump": list(self.jump),
+            },
+            "layers": [r.to_json() for r in self.rows],
+        }
+
+
+@dataclass
+class _Totals:
+    params: int = 0
+    macs: int = 0
+    flops: int = 0
+    activations: int = 0
+
+    def add(self, other: _Totals) -> None:
+        self.params += other.params
+        self.macs += other.macs
+        self.flops += other.flops
+        self.activations += other.activations
+
+
+class _Analyzer:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.layers = 0
+
+    def node(self, node: Node, f: Field, depth: int) -> tuple[_Totals, Field]:
+        if isinstance(node, LayerNode):
+            w = node.window
+            out = f.through(w.kernel, w.stride, w.is_global)
+            t = _Totals(node.cost.params, node.cost.macs, node.cost.flops, numel(node.out_shape))
+            self.layers += 1
+            self.rows.append(self.row(node, node.kind, depth, t, out, True))
+            return t, out
+        if isinstance(node, AuxNode):
+            return self.aux(node, f, depth)
+        index = len(self.rows)
+        self.rows.append(None)  # type: ignore[arg-type]  # the container row goes first
+        t = _Totals()
+        if isinstance(node, SeqNode):
+            out = self.seq(node.children, f, depth + 1, t)
+            kind = node.block or node.role
+        elif isinstance(node, ResidualNode):
+            body = self.seq(node.body, f, depth + 1, t)
+            short = self.node(node.shortcut, f, depth + 1) if node.shortcut else (_Totals(), f)
+            t.add(short[0])
+            merged = Field.widest([body, short[1]])
+            t.flops += node.merge_flops
+            t.activations += numel(node.after[0].in_shape if node.after else node.out_shape)
+            out = self.seq(node.after, merged, depth + 1, t)
+            kind = node.block
+        elif isinstance(node, ParallelNode):
+            outs = []
+            for branch in node.branches:
+                bt, bf = self.node(branch, f, depth + 1)
+                t.add(bt)
+                outs.append(bf)
+            t.flops += node.merge_flops
+            t.activations += numel(node.after[0].in_shape if node.after else node.out_shape)
+            out = self.seq(node.after, Field.widest(outs), depth + 1, t)
+            kind = node.block
+        else:  # pragma: no cover - the IR has no other node types
+            raise TypeError(type(node))
+        self.rows[index] = self.row(node, kind, depth, t, out, False)
+        return t, out
+
+    def aux(self, node: AuxNode, f: Field, depth: int) -> tuple[_Totals, Field]:
+        """Training-only side head: its parameters count; its eval-time cost is zero (fvcore's view)."""
+        index = len(self.rows)
+        self.rows.append(None)  # type: ignore[arg-type]
+        inner = _Totals()
+        self.seq(node.children, f, depth + 1, inner)
+        for row in self.rows[index + 1 :]:
+            row.macs = row.flops = row.activations = 0
+        self.rows[index] = self.row(node, "aux", depth, _Totals(params=inner.params), f, False)
+        self.rows[index].output_shape = node.head_shape
+        return _Totals(params=inner.params), f
+
+    def seq(self, nodes: list[Node], f: Field, depth: int, t: _Totals) -> Field:
+        for child in nodes:
+            ct, f = self.node(child, f, depth)
+            t.add(ct)
+        return f
+
+    @staticmethod
+    def row(node: Node, kind: str, depth: int, t: _Totals, f: Field, is_layer: bool) -> Row:
+        return Row(
+            node.path or "(model)",
+            kind,
+            depth,
+            node.section,
+            node.in_shape,
+            node.out_shape,
+            t.params,
+            t.macs,
+            t.flops,
+            t.activations,
+            None if f.is_global else f.rf,
+            f.jump,
+            is_layer,
+        )
+
+
+def analyze_ir(root: SeqNode, name: str) -> Analysis:
+    a = _Analyzer()
+    totals = _Totals()
+    f = a.seq(root.children, Field(), 0, totals)
+    return Analysis(
+        name=name,
+        input_shape=root.in_shape,
+        output_shape=root.out_shape,
+        params=totals.params,
+        macs=totals.macs,
+        flops=totals.flops,
+        activations=totals.activations,
+        receptive_field=None if f.is_global else f.rf,
+        jump=f.jump,
+        rows=a.rows,
+        layers=a.layers,
+    )
+
+
+def analyze(spec: Spec, input_size: int | tuple[int, int] | None = None) -> Analysis:
+    """Shapes and costs of a spec, from the spec alone (no tensors, no tracing)."""
+    size = (input_size, input_size) if isinstance(input_size, int) else input_size
+    return analyze_ir(lower(spec, size), spec.name)
+
+
+__all__ = ["Analysis", "Row", "analyze", "analyze_ir", "children"]

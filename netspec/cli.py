@@ -1,0 +1,237 @@
+"""The `netspec` command line (Typer). Every user mistake prints FILE:LINE:COL: path: message and
+exits with code 2; nothing a user does should show a Python traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from .errors import SpecError
+
+app = typer.Typer(
+    name="netspec",
+    help="A declarative YAML architecture compiler for convolutional networks.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field: `--set stages.2.depth=8` (value is YAML)."),
+]
+InputOption = Annotated[
+    str | None,
+    typer.Option("--input", "-i", help="Input size: `224`, `160x192` or `3x224x224` (C x H x W)."),
+]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+def fail(error: SpecError) -> None:
+    typer.echo(error.format(), err=True)
+    raise typer.Exit(2)
+
+
+def usage_error(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _input_overrides(text: str | None) -> list[str]:
+    if not text:
+        return []
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        usage_error(f"--input '{text}' is not a size: use 224, 160x192 or 3x224x224")
+    if len(dims) not in (1, 2, 3) or min(dims) < 1 or max(dims) > 1 << 16:
+        usage_error(f"--input '{text}' must be 1 to 3 positive sizes, each at most 65536")
+    if len(dims) == 3:
+        return [f"input.channels={dims[0]}", f"input.size=[{dims[1]}, {dims[2]}]"]
+    if len(dims) == 2:
+        return [f"input.size=[{dims[0]}, {dims[1]}]"]
+    return [f"input.size={dims[0]}"]
+
+
+def load(spec: str, overrides: list[str] | None = None, input_size: str | None = None) -> Any:
+    from .resolve import load_spec
+    from .zoo import find_spec
+
+    return load_spec(find_spec(spec), [*(overrides or []), *_input_overrides(input_size)])
+
+
+@app.command()
+def validate(
+    specs: Annotated[list[str], typer.Argument(help="Spec files (or zoo names).")],
+    set_: SetOption = None,
+) -> None:
+    """Check specs: syntax, types, names and every shape. Prints `ok` or all problems; exit 2 on error.
+
+    Example: `netspec validate specs/resnet50.yaml specs/vgg16.yaml`
+    """
+    from .analysis import analyze
+
+    failed = False
+    for path in specs:
+        try:
+            a = analyze(load(path, set_))
+            typer.echo(f"ok  {path}: {a.params:,} params, output {'x'.join(map(str, a.output_shape))}")
+        except SpecError as exc:
+            typer.echo(exc.format(), err=True)
+            failed = True
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def report(
+    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    input_size: InputOption = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown.")] = Format.table,
+    depth: Annotated[int | None, typer.Option("--depth", "-d", help="Nesting levels to show.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Per-layer shapes, parameters, MACs, FLOPs, memory and receptive field, with totals.
+
+    Example: `netspec report specs/resnet50.yaml --input 3x160x160 --format json`
+    """
+    from .analysis import analyze
+    from .report import print_table, to_json, to_markdown
+
+    try:
+        a = analyze(load(spec, set_, input_size))
+    except SpecError as exc:
+        fail(exc)
+    if format == Format.json:
+        typer.echo(to_json(a, depth))
+    elif format == Format.markdown:
+        typer.echo(to_markdown(a, depth))
+    else:
+        print_table(a, depth)
+
+
+@app.command()
+def zoo(
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown.")] = Format.table,
+) -> None:
+    """List the bundled specs with their parameters and MACs at their natural input size.
+
+    Example: `netspec zoo`
+    """
+    import json
+
+    from .analysis import analyze
+    from .report import human
+    from .zoo import zoo_specs
+
+    rows = []
+    for path in zoo_specs():
+        try:
+            spec = load(str(path))
+            a = analyze(spec)
+            size = "x".join(map(str, a.input_shape))
+            rows.append((path.stem, size, a.params, a.macs, spec.description))
+        except SpecError as exc:
+            rows.append((path.stem, "-", 0, 0, f"INVALID: {exc.problems[0].message}"))
+    if format == Format.json:
+        keys = ("name", "input", "params", "macs", "description")
+        typer.echo(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
+        return
+    if format == Format.markdown:
+        typer.echo("| spec | input | params | MACs | description |\n|---|---|---:|---:|---|")
+        for name, size, params, macs, desc in rows:
+            typer.echo(f"| {name} | {size} | {params:,} | {human(macs)} | {desc} |")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="netspec zoo (MACs: fvcore convention)")
+    for col in ("spec", "input", "params", "MACs", "description"):
+        table.add_column(col, justify="right" if col in ("params", "MACs") else "left")
+    for name, size, params, macs, desc in rows:
+        table.add_row(name, size, f"{params:,}", human(macs), desc)
+    console = Console()
+    if not console.is_terminal:  # piped output: do not squeeze the table to 80 columns
+        console = Console(width=160)
+    console.print(table)
+
+
+@app.command()
+def explain(
+    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    set_: SetOption = None,
+) -> None:
+    """Print the resolved spec (after `extends`, overrides and tricks) as YAML.
+
+    Example: `netspec explain specs/resnet50_d.yaml`
+    """
+    import yaml
+
+    from .resolve import validate
+
+    try:
+        spec_obj = load(spec, set_)
+        validate(spec_obj.raw, spec_obj.file)
+    except SpecError as exc:
+        fail(exc)
+    data = spec_obj.model_dump(mode="json", exclude_defaults=True, by_alias=False)
+    typer.echo(yaml.safe_dump(data, sort_keys=False, width=100))
+
+
+@app.command()
+def kinds() -> None:
+    """List the layer kinds a spec can use, with their parameters.
+
+    Example: `netspec kinds`
+    """
+    from .layers import KINDS
+
+    for name, kind in KINDS.items():
+        fields = ", ".join(f for f in kind.Params.model_fields if f != "name")
+        typer.echo(f"{name:18} {kind.doc}  [{fields}]")
+    typer.echo(f"{'sequential':18} A named sequence of layers.  [layers]")
+    typer.echo(f"{'parallel':18} Branches on one input, merged.  [branches, merge, after]")
+    typer.echo(f"{'residual':18} body + shortcut, merged.  [body, shortcut, merge, after]")
+
+
+def main() -> None:
+    """Entry point: maps every failure to a message and an exit code, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except SpecError as exc:
+        typer.echo(exc.format(), err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors, and our own bugs, without a traceback
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        if os.environ.get("NETSPEC_DEBUG"):
+            raise
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "(this is a bug in netspec; rerun with NETSPEC_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

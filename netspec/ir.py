@@ -1,0 +1,93 @@
+"""The intermediate representation: a tree of named nodes with inferred shapes.
+
+Every backend (analysis, torch, source) reads this tree; none re-derives a shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .layers.base import Cost, Shape, Window
+
+
+@dataclass
+class Node:
+    name: str  # name inside the parent module
+    path: str  # dotted module path, as in state_dict keys
+    in_shape: Shape
+    out_shape: Shape
+    src: tuple[str | int, ...]  # where in the spec it came from (for errors and reports)
+    section: str  # "stem", a stage name, or "head"
+
+
+@dataclass
+class LayerNode(Node):
+    kind: str = ""
+    params: Any = None
+    cost: Cost = field(default_factory=Cost)
+    window: Window = field(default_factory=Window)
+    inplace: bool = False  # safe to compute in place (its input is not read elsewhere)
+    zero_init: bool = False  # BN that closes a residual branch (zero-gamma)
+
+
+@dataclass
+class SeqNode(Node):
+    children: list[Node] = field(default_factory=list)
+    role: Literal["model", "features", "stage", "sequential", "branch", "block", "shortcut"] = "sequential"
+    block: str | None = None  # the block kind when role == "block"
+
+
+@dataclass
+class ResidualNode(Node):
+    """body(x) merged with shortcut(x) (identity when None), then `after` layers."""
+
+    block: str = ""
+    body: list[Node] = field(default_factory=list)
+    shortcut: SeqNode | None = None
+    merge: Literal["add", "concat", "mul"] = "add"
+    after: list[Node] = field(default_factory=list)
+    merge_flops: int = 0
+
+
+@dataclass
+class ParallelNode(Node):
+    """Branches on the same input, merged by concat (Inception) or add, then `after` layers."""
+
+    block: str = ""
+    branches: list[SeqNode] = field(default_factory=list)
+    merge: Literal["add", "concat"] = "concat"
+    after: list[Node] = field(default_factory=list)
+    merge_flops: int = 0
+
+
+@dataclass
+class AuxNode(Node):
+    """A side classifier (GoogLeNet, Inception v3): run on its input in training only; the main
+    path passes through unchanged. `head_shape` is the side output's shape."""
+
+    children: list[Node] = field(default_factory=list)
+    head_shape: Shape = ()
+
+
+def children(node: Node) -> list[Node]:
+    if isinstance(node, (SeqNode, AuxNode)):
+        return node.children
+    if isinstance(node, ResidualNode):
+        return [*node.body, *([node.shortcut] if node.shortcut else []), *node.after]
+    if isinstance(node, ParallelNode):
+        return [*node.branches, *node.after]
+    return []
+
+
+def walk(node: Node, depth: int = 0) -> Iterator[tuple[Node, int]]:
+    yield node, depth
+    for child in children(node):
+        yield from walk(child, depth + 1)
+
+
+def layers(node: Node) -> Iterator[LayerNode]:
+    for n, _ in walk(node):
+        if isinstance(n, LayerNode):
+            yield n

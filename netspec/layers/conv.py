@@ -1,0 +1,142 @@
+"""2-D convolution, with optional `norm`/`act` sugar that lowering expands into sibling layers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import (
+    Cost,
+    LayerKind,
+    LayerParams,
+    Pair,
+    PositiveInt,
+    Shape,
+    ShapeError,
+    Window,
+    need_map,
+    numel,
+    pair,
+)
+
+Init = Literal[
+    "default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal", "zeros"
+]
+Activation = Literal[
+    "none", "relu", "relu6", "leaky_relu", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu"
+]
+
+
+class ConvParams(LayerParams):
+    out: PositiveInt | None = Field(None, description="output channels (default: input channels)")
+    kernel: Pair = 3
+    stride: Pair = 1
+    padding: Literal["auto", "same", "valid"] | int | tuple[int, int] = Field(
+        "auto", description="'auto' = dilation*(kernel-1)//2 per side; 'same' needs stride 1"
+    )
+    dilation: Pair = 1
+    groups: PositiveInt | Literal["depthwise"] = 1
+    bias: bool | None = Field(None, description="default: true unless `norm` is set")
+    norm: Literal["none", "batchnorm"] = "none"
+    act: Activation = "none"
+    init: Init = "default"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bias_follows_norm(cls, data: Any) -> Any:
+        # a conv followed by BN needs no bias (BN's beta takes its place), as in torchvision
+        if isinstance(data, dict) and data.get("bias") is None:
+            data = {**data, "bias": data.get("norm", "none") == "none"}
+        return data
+
+    @model_validator(mode="after")
+    def _padding_non_negative(self) -> ConvParams:
+        if isinstance(self.padding, int) and self.padding < 0:
+            raise ValueError("padding must be >= 0")
+        if isinstance(self.padding, tuple) and min(self.padding) < 0:
+            raise ValueError("padding must be >= 0")
+        return self
+
+
+def conv_padding(p: ConvParams) -> tuple[int, int] | str:
+    k, d = pair(p.kernel), pair(p.dilation)
+    if p.padding == "auto":
+        return (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
+    if p.padding == "valid":
+        return (0, 0)
+    if p.padding == "same":
+        return "same"
+    return pair(p.padding)  # type: ignore[arg-type]
+
+
+def out_size(n: int, k: int, s: int, pad: int, d: int = 1, ceil: bool = False) -> int:
+    span = n + 2 * pad - d * (k - 1) - 1
+    if span < 0:
+        return 0
+    if ceil:
+        out = -(-span // s) + 1
+        if (out - 1) * s >= n + pad:  # PyTorch: the last window must start inside the input
+            out -= 1
+        return out
+    return span // s + 1
+
+
+class Conv(LayerKind):
+    name = "conv"
+    Params = ConvParams
+    prefix = "conv"
+    shorthand = "out"
+    doc = "2-D convolution (torch.nn.Conv2d)."
+
+    def groups(self, p: ConvParams, cin: int) -> int:
+        return cin if p.groups == "depthwise" else p.groups
+
+    def infer(self, p: ConvParams, x: Shape) -> Shape:
+        c, h, w = need_map(x, "conv")
+        cout = p.out or c
+        g = self.groups(p, c)
+        if c % g or cout % g:
+            raise ShapeError(f"channels must be divisible by groups: in {c}, out {cout}, groups {g}")
+        k, s, d = pair(p.kernel), pair(p.stride), pair(p.dilation)
+        pad = conv_padding(p)
+        if pad == "same":
+            if s != (1, 1):
+                raise ShapeError("padding 'same' needs stride 1 (PyTorch rule)")
+            return (cout, h, w)
+        ext = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+        padded = (h + 2 * pad[0], w + 2 * pad[1])
+        if ext[0] > padded[0] or ext[1] > padded[1]:
+            raise ShapeError(
+                f"kernel {ext[0]}x{ext[1]} is larger than the padded input "
+                f"{padded[0]}x{padded[1]} (input {h}x{w}, padding {pad[0]}x{pad[1]})"
+            )
+        return (cout, out_size(h, k[0], s[0], pad[0], d[0]), out_size(w, k[1], s[1], pad[1], d[1]))
+
+    def cost(self, p: ConvParams, x: Shape, y: Shape) -> Cost:
+        k = pair(p.kernel)
+        cin = x[0]
+        g = self.groups(p, cin)
+        per_out = (cin // g) * k[0] * k[1]
+        bias = y[0] if p.bias else 0
+        macs = numel(y) * per_out
+        return Cost(params=y[0] * per_out + bias, macs=macs, flops=2 * macs + (numel(y) if p.bias else 0))
+
+    def window(self, p: ConvParams, x: Shape) -> Window:
+        k, d = pair(p.kernel), pair(p.dilation)
+        return Window((d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), pair(p.stride))
+
+    def build(self, p: ConvParams, x: Shape, y: Shape) -> Any:
+        from torch import nn
+
+        pad = conv_padding(p)
+        return nn.Conv2d(
+            x[0],
+            y[0],
+            pair(p.kernel),
+            stride=pair(p.stride),
+            padding=pad,
+            dilation=pair(p.dilation),
+            groups=self.groups(p, x[0]),
+            bias=bool(p.bias),
+        )

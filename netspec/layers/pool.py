@@ -1,0 +1,175 @@
+"""Max, average, adaptive and global average pooling (PyTorch rounding; ceil_mode as in Caffe ports)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import (
+    Cost,
+    LayerKind,
+    LayerParams,
+    NonNegInt,
+    Pair,
+    Shape,
+    ShapeError,
+    Window,
+    need_map,
+    numel,
+    pair,
+)
+from .conv import out_size
+
+
+class PoolParams(LayerParams):
+    kernel: Pair | Literal["global"] = 2
+    stride: Pair | None = Field(None, description="default: the kernel size")
+    padding: NonNegInt | tuple[NonNegInt, NonNegInt] = 0
+    ceil_mode: bool = False
+
+
+class MaxPoolParams(PoolParams):
+    dilation: Pair = 1
+
+
+class AvgPoolParams(PoolParams):
+    count_include_pad: bool = True
+
+    @model_validator(mode="after")
+    def _global_takes_no_window(self) -> AvgPoolParams:
+        if self.kernel == "global" and (self.stride is not None or self.padding != 0):
+            raise ValueError("a global average pool takes no stride or padding")
+        return self
+
+
+def _pool_shape(kind: str, p: PoolParams, x: Shape, dilation: tuple[int, int]) -> Shape:
+    c, h, w = need_map(x, kind)
+    k = pair(p.kernel)  # type: ignore[arg-type]
+    s = pair(p.stride) if p.stride is not None else k
+    pad = pair(p.padding)
+    ext = (dilation[0] * (k[0] - 1) + 1, dilation[1] * (k[1] - 1) + 1)
+    if pad[0] * 2 > ext[0] or pad[1] * 2 > ext[1]:
+        raise ShapeError(f"padding {pad} must be at most half the kernel {ext} (PyTorch rule)")
+    if ext[0] > h + 2 * pad[0] or ext[1] > w + 2 * pad[1]:
+        raise ShapeError(f"kernel {ext[0]}x{ext[1]} is larger than the padded input {h}x{w}")
+    return (
+        c,
+        out_size(h, k[0], s[0], pad[0], dilation[0], p.ceil_mode),
+        out_size(w, k[1], s[1], pad[1], dilation[1], p.ceil_mode),
+    )
+
+
+def _window(p: PoolParams, dilation: tuple[int, int]) -> Window:
+    k = pair(p.kernel)  # type: ignore[arg-type]
+    s = pair(p.stride) if p.stride is not None else k
+    return Window((dilation[0] * (k[0] - 1) + 1, dilation[1] * (k[1] - 1) + 1), s)
+
+
+class MaxPool(LayerKind):
+    name = "maxpool"
+    Params = MaxPoolParams
+    prefix = "maxpool"
+    shorthand = "kernel"
+    doc = "Max pooling (torch.nn.MaxPool2d)."
+
+    def infer(self, p: MaxPoolParams, x: Shape) -> Shape:
+        if p.kernel == "global":
+            c, _, _ = need_map(x, "maxpool")
+            return (c, 1, 1)
+        return _pool_shape("maxpool", p, x, pair(p.dilation))
+
+    def cost(self, p: MaxPoolParams, x: Shape, y: Shape) -> Cost:
+        if p.kernel == "global":
+            return Cost(flops=numel(x))
+        k = pair(p.kernel)  # type: ignore[arg-type]
+        return Cost(flops=numel(y) * (k[0] * k[1] - 1))  # comparisons; fvcore counts none
+
+    def window(self, p: MaxPoolParams, x: Shape) -> Window:
+        if p.kernel == "global":
+            return Window(is_global=True)
+        return _window(p, pair(p.dilation))
+
+    def build(self, p: MaxPoolParams, x: Shape, y: Shape) -> Any:
+        from torch import nn
+
+        if p.kernel == "global":
+            return nn.AdaptiveMaxPool2d(1)
+        k = pair(p.kernel)  # type: ignore[arg-type]
+        return nn.MaxPool2d(
+            k,
+            stride=pair(p.stride) if p.stride is not None else k,
+            padding=pair(p.padding),
+            dilation=pair(p.dilation),
+            ceil_mode=p.ceil_mode,
+        )
+
+
+class AvgPool(LayerKind):
+    name = "avgpool"
+    Params = AvgPoolParams
+    prefix = "avgpool"
+    shorthand = "kernel"
+    doc = "Average pooling; `avgpool: global` is global average pooling (AdaptiveAvgPool2d(1))."
+
+    def infer(self, p: AvgPoolParams, x: Shape) -> Shape:
+        if p.kernel == "global":
+            c, _, _ = need_map(x, "avgpool")
+            return (c, 1, 1)
+        return _pool_shape("avgpool", p, x, (1, 1))
+
+    def cost(self, p: AvgPoolParams, x: Shape, y: Shape) -> Cost:
+        if p.kernel == "global":  # an adaptive average pool: fvcore counts one per input element
+            return Cost(macs=numel(x), flops=numel(x) + numel(y))
+        k = pair(p.kernel)  # type: ignore[arg-type]
+        return Cost(flops=numel(y) * k[0] * k[1])  # fvcore has no avg_pool2d handle
+
+    def window(self, p: AvgPoolParams, x: Shape) -> Window:
+        if p.kernel == "global":
+            return Window(is_global=True)
+        return _window(p, (1, 1))
+
+    def build(self, p: AvgPoolParams, x: Shape, y: Shape) -> Any:
+        from torch import nn
+
+        if p.kernel == "global":
+            return nn.AdaptiveAvgPool2d(1)
+        k = pair(p.kernel)  # type: ignore[arg-type]
+        return nn.AvgPool2d(
+            k,
+            stride=pair(p.stride) if p.stride is not None else k,
+            padding=pair(p.padding),
+            ceil_mode=p.ceil_mode,
+            count_include_pad=p.count_include_pad,
+        )
+
+
+class AdaptiveAvgPoolParams(LayerParams):
+    size: Pair = 1
+
+
+class AdaptiveAvgPool(LayerKind):
+    name = "adaptive_avgpool"
+    Params = AdaptiveAvgPoolParams
+    prefix = "avgpool"
+    shorthand = "size"
+    doc = "Adaptive average pooling to a fixed output size (VGG's and AlexNet's 7x7 / 6x6)."
+
+    def infer(self, p: AdaptiveAvgPoolParams, x: Shape) -> Shape:
+        c, _, _ = need_map(x, "adaptive_avgpool")
+        return (c, *pair(p.size))
+
+    def cost(self, p: AdaptiveAvgPoolParams, x: Shape, y: Shape) -> Cost:
+        return Cost(macs=numel(x), flops=numel(x) + numel(y))
+
+    def window(self, p: AdaptiveAvgPoolParams, x: Shape) -> Window:
+        # exact when the input divides evenly; otherwise the widest window PyTorch uses
+        (_, h, w), (oh, ow) = x, pair(p.size)
+        if (oh, ow) == (1, 1):
+            return Window(is_global=True)
+        return Window((-(-h // oh), -(-w // ow)), (max(1, h // oh), max(1, w // ow)))
+
+    def build(self, p: AdaptiveAvgPoolParams, x: Shape, y: Shape) -> Any:
+        from torch import nn
+
+        return nn.AdaptiveAvgPool2d(pair(p.size))

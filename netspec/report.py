@@ -1,0 +1,122 @@
+"""Rendering an Analysis: a rich table for people, markdown for papers, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .analysis import Analysis, Row
+
+
+def human(n: float, unit: str = "") -> str:
+    """1234567 -> '1.23M'."""
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:.0f}{unit}"
+
+
+def human_bytes(n: int) -> str:
+    for div, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= div:
+            return f"{n / div:.1f} {suffix}"
+    return f"{n} B"
+
+
+def _shape(s: tuple[int, ...]) -> str:
+    return "x".join(map(str, s))
+
+
+def _rf(row: Row) -> str:
+    if row.receptive_field is None:
+        return "global"
+    h, w = row.receptive_field
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def _jump(row: Row) -> str:
+    h, w = row.jump
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def visible_rows(a: Analysis, depth: int | None) -> list[Row]:
+    """Rows down to `depth` levels of nesting (0 = top-level stem layers, stages and head)."""
+    return [r for r in a.rows if depth is None or r.depth <= depth]
+
+
+def to_json(a: Analysis, depth: int | None = None) -> str:
+    data: dict[str, Any] = a.to_json()
+    if depth is not None:
+        data["layers"] = [r.to_json() for r in visible_rows(a, depth)]
+    return json.dumps(data, indent=2)
+
+
+COLUMNS = ["layer", "kind", "output", "params", "MACs", "FLOPs", "memory", "RF", "jump"]
+
+
+def _cells(r: Row) -> list[str]:
+    return [
+        "  " * r.depth + r.path.rsplit(".", 1)[-1] if r.depth else r.path,
+        r.kind,
+        _shape(r.output_shape),
+        f"{r.params:,}",
+        human(r.macs),
+        human(r.flops),
+        human_bytes(r.activations * 4),
+        _rf(r),
+        _jump(r),
+    ]
+
+
+def _totals(a: Analysis) -> list[str]:
+    rf = "global" if a.receptive_field is None else _shape(a.receptive_field)
+    return [
+        "total",
+        f"{a.layers} layers",
+        _shape(a.output_shape),
+        f"{a.params:,}",
+        human(a.macs),
+        human(a.flops),
+        human_bytes(a.activation_bytes),
+        rf,
+        _shape(a.jump),
+    ]
+
+
+def to_markdown(a: Analysis, depth: int | None = None) -> str:
+    lines = [
+        f"**{a.name}**: input {_shape(a.input_shape)}, {a.params:,} params, "
+        f"{human(a.macs)} MACs, {human(a.flops)} FLOPs (MACs as fvcore counts them; FLOPs = 2 x MACs "
+        "+ elementwise)",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * (len(COLUMNS) - 2)) + "|",
+    ]
+    for r in visible_rows(a, depth):
+        cells = _cells(r)
+        cells[0] = "&nbsp;" * 2 * r.depth + f"`{r.path.rsplit('.', 1)[-1]}`"
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("| " + " | ".join(f"**{c}**" for c in _totals(a)) + " |")
+    return "\n".join(lines)
+
+
+def print_table(a: Analysis, depth: int | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{a.name}  (input {_shape(a.input_shape)})",
+        caption="MACs: fvcore convention (multiply-add = 1). FLOPs = 2 x MACs + elementwise. "
+        "Memory: float32 activations of one sample. RF: receptive field; jump: effective stride.",
+        show_footer=True,
+    )
+    totals = _totals(a)
+    for i, col in enumerate(COLUMNS):
+        table.add_column(col, footer=totals[i], justify="left" if i < 3 else "right")
+    for r in visible_rows(a, depth):
+        style = None if r.is_layer else "bold"
+        table.add_row(*_cells(r), style=style)
+    console = Console()
+    if not console.is_terminal:  # piped output: do not squeeze the table to 80 columns
+        console = Console(width=160)
+    console.print(table)

@@ -1,0 +1,27 @@
+"""The bundled model zoo: specs shipped in `specs/` (also packaged into the wheel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def zoo_dir() -> Path:
+    checkout = Path(__file__).resolve().parent.parent / "specs"
+    if checkout.is_dir():
+        return checkout
+    from importlib.resources import files
+
+    return Path(str(files("netspec.zoo_specs")))
+
+
+def zoo_specs() -> list[Path]:
+    return sorted(zoo_dir().glob("*.yaml"))
+
+
+def find_spec(name_or_path: str) -> Path:
+    """A path as given, or a zoo spec by name (`resnet50` -> specs/resnet50.yaml)."""
+    p = Path(name_or_path)
+    if p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        return p
+    candidate = zoo_dir() / f"{name_or_path}.yaml"
+    return candidate if candidate.exists() else p
