@@ -53,13 +53,13 @@ class Namespace:
             self.counters[prefix] = n
             name = f"{prefix}{n}"
         if name in self.names:
-            raise _NameClash(name)
+            raise _NameClashError(name)
         self.names.add(name)
         self.count += 1
         return name
 
 
-class _NameClash(Exception):
+class _NameClashError(Exception):
     pass
 
 
@@ -123,7 +123,7 @@ class Lowerer:
             try:
                 return substitute(v, scope)
             except ExprError as exc:
-                raise _Bad(str(exc), src) from None
+                raise _BadValueError(str(exc), src) from None
         return v
 
     # -- the model --------------------------------------------------------------------------
@@ -174,7 +174,7 @@ class Lowerer:
                 if k in ("block", "depth", "repeat", "name", "inline")
             }
             stage = StageSpec.model_validate({**item, **fixed})
-        except _Bad as bad:
+        except _BadValueError as bad:
             self.problem(bad.message, bad.src)
             return [], None
         except ValidationError as exc:
@@ -201,7 +201,7 @@ class Lowerer:
         else:
             try:
                 name = ns.assign("stage", stage.name)
-            except _NameClash as clash:
+            except _NameClashError as clash:
                 self.problem(f"module name '{clash}' is used twice", (*src, "name"))
                 return [], None
             container = SeqNode(name, _join(parent, name), x or (), x or (), src, section, role="stage")
@@ -217,7 +217,7 @@ class Lowerer:
                 if stage.block_name is not None:
                     bname = str(self.value(stage.block_name, scope, (*src, "block_name")))
                     check_module_name(bname)
-            except _Bad as bad:
+            except _BadValueError as bad:
                 self.problem(bad.message, bad.src)
                 return nodes, None
             except ValueError as exc:
@@ -295,9 +295,8 @@ class Lowerer:
             return [], None
         psrc = (*src, kind) if isinstance(item, Mapping) else src
         try:
-            if "when" in params:
-                if not self.value(params.pop("when"), scope, (*psrc, "when")):
-                    return [], x
+            if "when" in params and not self.value(params.pop("when"), scope, (*psrc, "when")):
+                return [], x
             if kind in KINDS:
                 values = {k: self.value(v, scope, (*psrc, k)) for k, v in params.items()}
                 return self.primitive(kind, values, psrc, x, ns, parent, section)
@@ -307,7 +306,7 @@ class Lowerer:
                 args = {k: self.value(v, scope, (*psrc, k)) for k, v in params.items()}
                 name = args.pop("name", None)
                 return self.block(self.spec.blocks[kind], kind, args, psrc, x, ns, parent, section, name)
-        except _Bad as bad:
+        except _BadValueError as bad:
             self.problem(bad.message, bad.src)
             return [], None
         known = [*KINDS, *COMPOSITES, *self.spec.blocks]
@@ -372,7 +371,7 @@ class Lowerer:
         layer = KINDS[kind]
         try:
             name = ns.assign(layer.prefix, p.name)
-        except _NameClash as clash:
+        except _NameClashError as clash:
             self.problem(f"module name '{clash}' is used twice in '{parent or 'the model'}'", src)
             return None
         path = _join(parent, name)
@@ -470,7 +469,7 @@ class Lowerer:
             return [], None
         try:
             aname = ns.assign("aux", name)
-        except _NameClash as clash:
+        except _NameClashError as clash:
             self.problem(f"module name '{clash}' is used twice", src)
             return [], x
         nodes, y = self.sequence(
@@ -505,7 +504,7 @@ class Lowerer:
             return self.sequence(block.body, (*def_src, "body"), x, scope, ns, parent, section)
         try:
             name = ns.assign(kind if style == "named" or kind in self.spec.blocks else "block", name)
-        except _NameClash as clash:
+        except _NameClashError as clash:
             self.problem(f"module name '{clash}' is used twice in '{parent or 'the model'}'", src)
             return [], None
         path = _join(parent, name)
@@ -521,7 +520,7 @@ class Lowerer:
             mode = block.shortcut if block.shortcut is not None else self.spec.shortcut
             try:
                 merge, shortcut = self.shortcut(mode, block, x, y, scope, bns, path, section, def_src)
-            except _Bad as bad:
+            except _BadValueError as bad:
                 self.problem(f"{path} ({kind}): {bad.message}", bad.src, bad.hint, shape=True)
                 return [], None
         if merge == "none":
@@ -602,7 +601,7 @@ class Lowerer:
         for key, value in block.vars.items():
             try:
                 scope[key] = self.value(value, scope, (*def_src, "vars", key))
-            except _Bad as bad:
+            except _BadValueError as bad:
                 self.problem(bad.message, bad.src)
                 return None
         return scope
@@ -667,7 +666,7 @@ class Lowerer:
                 mode, ssrc, x, scope, Namespace("numbered"), _join(path, block.shortcut_name), section
             )
             if z is None:
-                raise _Bad("the shortcut layers are invalid", ssrc)
+                raise _BadValueError("the shortcut layers are invalid", ssrc)
             ns.assign("shortcut", block.shortcut_name)
             sc_path = _join(path, block.shortcut_name)
             return merge, SeqNode(block.shortcut_name, sc_path, x, z, ssrc, section, nodes, "shortcut")
@@ -677,7 +676,7 @@ class Lowerer:
         if same:
             return merge, None
         if mode == "identity":
-            raise _Bad(
+            raise _BadValueError(
                 f"identity shortcut cannot {merge} input {_fmt(x)} with body output {_fmt(y)}",
                 ssrc,
                 "use `shortcut: projection` (1x1 conv + BN where the shape changes)",
@@ -685,10 +684,12 @@ class Lowerer:
         if mode == "identity_if_possible":
             return "none", None
         if len(x) != 3 or len(y) != 3:
-            raise _Bad(f"a {mode} shortcut needs feature maps, got {_fmt(x)} and {_fmt(y)}", ssrc)
+            raise _BadValueError(f"a {mode} shortcut needs feature maps, got {_fmt(x)} and {_fmt(y)}", ssrc)
         stride = -(-x[1] // y[1])
         if stride < 1 or -(-x[2] // y[2]) != stride or y[1] > x[1]:
-            raise _Bad(f"the body changes {_fmt(x)} to {_fmt(y)}: no strided shortcut can follow", ssrc)
+            raise _BadValueError(
+                f"the body changes {_fmt(x)} to {_fmt(y)}: no strided shortcut can follow", ssrc
+            )
         s = stride
         if mode == "zero_pad":
             items: list[Any] = [{"channel_pad": {"out": y[0], "stride": s}}]
@@ -707,9 +708,9 @@ class Lowerer:
         ns.assign("shortcut", block.shortcut_name)
         nodes, z = self.sequence(items, ssrc, x, scope, Namespace("numbered"), sc_path, section)
         if z is None:
-            raise _Bad(f"{mode} shortcut failed for input {_fmt(x)}", ssrc)
+            raise _BadValueError(f"{mode} shortcut failed for input {_fmt(x)}", ssrc)
         if merge in ("add", "mul") and z != y:
-            raise _Bad(f"{mode} shortcut gives {_fmt(z)} but the body gives {_fmt(y)}", ssrc)
+            raise _BadValueError(f"{mode} shortcut gives {_fmt(z)} but the body gives {_fmt(y)}", ssrc)
         return merge, SeqNode(block.shortcut_name, sc_path, x, z, ssrc, section, nodes, "shortcut")
 
     @staticmethod
@@ -741,7 +742,7 @@ class Lowerer:
             self.problem(msg, (*src, *loc), hint)
 
 
-class _Bad(Exception):
+class _BadValueError(Exception):
     def __init__(self, message: str, src: Src, hint: str | None = None):
         super().__init__(message)
         self.message, self.src, self.hint = message, src, hint
