@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -190,6 +191,28 @@ def explain(
 
 
 @app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+) -> None:
+    """Write the JSON Schema of spec files, for editor completion and inline errors.
+
+    Put `# yaml-language-server: $schema=netspec.schema.json` at the top of a spec.
+    Example: `netspec schema -o netspec.schema.json`
+    """
+    from .schema import schema_json
+
+    text = schema_json()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        usage_error(f"cannot write {output}: {exc.strerror}")
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
 def kinds() -> None:
     """List the layer kinds a spec can use, with their parameters.
 
@@ -208,7 +231,9 @@ def kinds() -> None:
 def main() -> None:
     """Entry point: maps every failure to a message and an exit code, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns (not raises) exit codes in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SpecError as exc:
         typer.echo(exc.format(), err=True)
         sys.exit(2)
@@ -218,9 +243,7 @@ def main() -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except Exception as exc:  # click's usage errors, and our own bugs, without a traceback
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click/typer usage errors
             exc.show()
             sys.exit(2)
         if os.environ.get("NETSPEC_DEBUG"):

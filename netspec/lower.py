@@ -27,6 +27,7 @@ COMPOSITES = ("sequential", "parallel", "residual", "aux")
 # a layer whose output no one else reads and whose backward does not need it: the next
 # activation may overwrite it in place (as torchvision's inplace ReLUs do)
 _FRESH_OUTPUT = {"conv", "batchnorm", "linear", "maxpool", "avgpool", "adaptive_avgpool", "lrn"}
+_SCALAR = "\0scalar"  # marks `kind: value` for a kind that takes no scalar
 _TYPE_NAMES = {"int": int, "float": (int, float), "bool": bool, "str": str}
 # generated shortcut convs ignore the spec's conv defaults: they are conv + BN by definition
 _PLAIN_CONV = {"norm": "none", "act": "none", "padding": 0, "dilation": 1, "groups": 1}
@@ -84,7 +85,7 @@ def split_item(item: Any) -> tuple[str, dict[str, Any]]:
             return kind, {kind_def.shorthand: value}
         if kind == "avgpool":
             return kind, {"kernel": value}
-        raise ValueError(f"`{kind}` takes a mapping of parameters, e.g. `{kind}: {{...}}`")
+        return kind, {_SCALAR: value}  # an error unless `kind` is unknown (reported as such)
     if isinstance(item, Mapping):
         keys = ", ".join(map(str, item))
         raise ValueError(
@@ -188,7 +189,8 @@ class Lowerer:
         if stage.depth > self.spec.limits.max_layers:
             raise SpecSizeError(
                 Problem(
-                    f"depth {stage.depth} gives more than {self.spec.limits.max_layers} layers",
+                    f"a stage of depth {stage.depth:,} has at least {stage.depth:,} layers, more than"
+                    f" the limit of {self.spec.limits.max_layers:,}",
                     src,
                     locate(self.spec.raw, (*src, "depth")),
                     "lower the depth, or raise `limits.max_layers` if this is intended",
@@ -294,6 +296,9 @@ class Lowerer:
             self.problem(str(exc), src)
             return [], None
         psrc = (*src, kind) if isinstance(item, Mapping) else src
+        if _SCALAR in params and (kind in KINDS or kind in COMPOSITES or kind in self.spec.blocks):
+            self.problem(f"`{kind}` takes a mapping of parameters, e.g. `{kind}: {{...}}`", src)
+            return [], None
         try:
             if "when" in params and not self.value(params.pop("when"), scope, (*psrc, "when")):
                 return [], x

@@ -137,7 +137,7 @@ class StageSpec(Strict):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     block: Identifier
-    depth: int = Field(1, ge=1, le=1_000_000, alias="repeat")
+    depth: int = Field(1, ge=1, alias="repeat")  # bounded by `limits`, with an estimate
     name: ModuleName | None = None
     block_name: str | None = Field(None, description="e.g. 'denselayer${index + 1}'")
     inline: bool = False
