@@ -47,8 +47,9 @@ def _kind_schema(kind: str) -> dict[str, Any]:
 
 def layer_item_schema() -> dict[str, Any]:
     kinds = {k: _kind_schema(k) for k in KINDS}
+    when = {"description": "omit this item when the expression is false"}
     for name, props in _COMPOSITES.items():
-        kinds[name] = {"type": "object", "properties": props, "additionalProperties": False}
+        kinds[name] = {"type": "object", "properties": {**props, "when": when}, "additionalProperties": False}
     return {
         "anyOf": [
             {"type": "string", "description": "a layer kind without parameters, e.g. relu"},
@@ -70,9 +71,13 @@ def spec_schema() -> dict[str, Any]:
     defs["Layers"] = {"type": "array", "items": {"$ref": "#/$defs/LayerItem"}}
     stage = StageSpec.model_json_schema(by_alias=False)
     stage.pop("title", None)
-    stage["properties"]["repeat"] = {"type": "integer", "description": "alias of depth"}
+    expr = {"type": "string", "pattern": r"\$\{", "description": "a ${...} expression"}
+    count = {"anyOf": [{"type": "integer", "minimum": 1}, expr]}
+    stage["properties"]["depth"] = {**count, "description": "number of blocks"}
+    stage["properties"]["repeat"] = {**count, "description": "alias of depth"}
     defs["Stage"] = stage
     props = schema["properties"]
+    props["extends"] = {"type": "string", "description": "a spec file this one starts from"}
     for key in ("stem", "head"):
         props[key] = {"$ref": "#/$defs/Layers"}
     props["stages"] = {
