@@ -9,9 +9,9 @@ from .spec import Spec
 __version__ = "0.1.0"
 
 
-def build(spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: int | None = None):
+def build(spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: int | None = None):  # noqa: ANN201
     """A plain torch.nn.Module for a spec (imports torch on first use)."""
-    from .build import build as _build
+    from .torch_backend import build as _build
 
     return _build(spec, input_size=input_size, seed=seed)
 

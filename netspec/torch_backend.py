@@ -1,4 +1,7 @@
-"""The torch backend: IR -> plain nn.Module, then weight initialisation as the spec says."""
+"""The torch backend: IR -> plain nn.Module, then weight initialisation as the spec says.
+
+(Named torch_backend, not build, so that importing it never shadows the function `netspec.build`.)
+"""
 
 from __future__ import annotations
 
