@@ -2,6 +2,7 @@
 
 from .analysis import Analysis, analyze
 from .errors import Problem, SpecError, SpecShapeError, SpecSizeError, SpecSyntaxError
+from .export import ExportError, export_source
 from .lower import lower
 from .resolve import load_spec, loads_spec
 from .spec import Spec
@@ -9,7 +10,7 @@ from .spec import Spec
 __version__ = "0.1.0"
 
 
-def build(spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: int | None = None):  # noqa: ANN201
+def build(spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: int | None = None):
     """A plain torch.nn.Module for a spec (imports torch on first use)."""
     from .torch_backend import build as _build
 
@@ -18,6 +19,7 @@ def build(spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: 
 
 __all__ = [
     "Analysis",
+    "ExportError",
     "Problem",
     "Spec",
     "SpecError",
@@ -26,6 +28,7 @@ __all__ = [
     "SpecSyntaxError",
     "analyze",
     "build",
+    "export_source",
     "load_spec",
     "loads_spec",
     "lower",

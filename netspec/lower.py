@@ -14,16 +14,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import Problem, SpecError, SpecShapeError, SpecSizeError, did_you_mean
+from .errors import (
+    Problem,
+    SpecError,
+    SpecShapeError,
+    SpecSizeError,
+    clean_pydantic_errors,
+    did_you_mean,
+)
 from .expr import ExprError, has_expression, substitute
 from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
 from .layers import KINDS, ShapeError
 from .layers.base import Shape, check_module_name, numel
-from .source import locate
+from .source import locate, locate_key
 from .spec import BlockDef, Spec, StageSpec
 
 Src = tuple[str | int, ...]
 COMPOSITES = ("sequential", "parallel", "residual", "aux")
+MAX_BLOCK_NESTING = 32  # blocks used as layers inside blocks; a self-using block must stop by `when`
 # a layer whose output no one else reads and whose backward does not need it: the next
 # activation may overwrite it in place (as torchvision's inplace ReLUs do)
 _FRESH_OUTPUT = {"conv", "batchnorm", "linear", "maxpool", "avgpool", "adaptive_avgpool", "lrn"}
@@ -48,11 +56,13 @@ class Namespace:
         elif self.style == "numbered":
             name = str(self.count)
         else:
+            # relu6 -> relu6_1, not relu61
+            sep = "_" if prefix[-1].isdigit() else ""
             n = self.counters.get(prefix, 0) + 1
-            while f"{prefix}{n}" in self.names:
+            while f"{prefix}{sep}{n}" in self.names:
                 n += 1
             self.counters[prefix] = n
-            name = f"{prefix}{n}"
+            name = f"{prefix}{sep}{n}"
         if name in self.names:
             raise _NameClashError(name)
         self.names.add(name)
@@ -100,6 +110,7 @@ class Lowerer:
         self.spec = spec
         self.problems: list[tuple[Problem, bool]] = []  # (problem, is_shape_problem)
         self.layer_count = 0
+        self.expanding: list[str] = []  # the blocks being expanded, outermost first
         self.param_count = 0
         size = input_size or _pair(spec.input.size)
         self.input_shape: Shape = (spec.input.channels, size[0], size[1])
@@ -110,9 +121,40 @@ class Lowerer:
             "input_width": size[1],
         }
         for key, value in spec.vars.items():
-            self.globals[key] = self.value(value, self.globals, ("vars", key))
+            try:
+                self.globals[key] = self.value(value, self.globals, ("vars", key))
+            except _BadValueError as bad:
+                self.problem(bad.message, bad.src)
+        # spec-wide layer defaults may use expressions too: evaluated once, in the global scope
+        self.defaults: dict[str, dict[str, Any]] = {}
+        for kind, values in spec.defaults.items():
+            if kind not in KINDS:
+                hint = did_you_mean(kind, KINDS) or "defaults are per primitive layer kind"
+                self.problem(f"unknown layer kind '{kind}' in `defaults`", ("defaults", kind), hint)
+                continue
+            try:
+                self.defaults[kind] = {
+                    k: self.value(v, self.globals, ("defaults", kind, k)) for k, v in values.items()
+                }
+            except _BadValueError as bad:
+                self.problem(bad.message, bad.src)
+        if self.problems:  # everything downstream reads the vars: report them alone
+            raise SpecError([p for p, _ in self.problems])
 
     # -- problems ---------------------------------------------------------------------------
+    def explicit_name(self, name: Any, src: Src) -> bool:
+        """Check a `name:` given to a composite or a block instance (layers check their own)."""
+        if name is None:
+            return True
+        try:
+            if not isinstance(name, str):
+                raise ValueError(f"a module name must be text, not {name!r}")
+            check_module_name(name)
+        except ValueError as exc:
+            self.problem(str(exc), (*src, "name"))
+            return False
+        return True
+
     def problem(self, message: str, src: Src, hint: str | None = None, shape: bool = False) -> None:
         self.problems.append((Problem(message, src, locate(self.spec.raw, src), hint), shape))
 
@@ -310,7 +352,22 @@ class Lowerer:
             if kind in self.spec.blocks:
                 args = {k: self.value(v, scope, (*psrc, k)) for k, v in params.items()}
                 name = args.pop("name", None)
-                return self.block(self.spec.blocks[kind], kind, args, psrc, x, ns, parent, section, name)
+                if not self.explicit_name(name, psrc):
+                    return [], None
+                if len(self.expanding) >= MAX_BLOCK_NESTING:
+                    chain = " -> ".join(self.expanding[-3:])
+                    self.problem(
+                        f"blocks nest more than {MAX_BLOCK_NESTING} deep (... {chain} -> {kind}):"
+                        f" does block '{kind}' contain itself without end?",
+                        src,
+                        "a block may use itself only under a `when:` that turns false",
+                    )
+                    return [], None
+                self.expanding.append(kind)
+                try:
+                    return self.block(self.spec.blocks[kind], kind, args, psrc, x, ns, parent, section, name)
+                finally:
+                    self.expanding.pop()
         except _BadValueError as bad:
             self.problem(bad.message, bad.src)
             return [], None
@@ -363,7 +420,7 @@ class Lowerer:
 
     def params(self, kind: str, values: dict[str, Any], src: Src) -> Any:
         layer = KINDS[kind]
-        merged = {**self.spec.defaults.get(kind, {}), **values}
+        merged = {**self.defaults.get(kind, {}), **values}
         try:
             return layer.Params.model_validate(merged)
         except ValidationError as exc:
@@ -427,6 +484,8 @@ class Lowerer:
         """`sequential`, `parallel` and `residual` written inline: anonymous blocks."""
         params = dict(params)
         name = self.value(params.pop("name", None), scope, (*src, "name"))
+        if not self.explicit_name(name, src):
+            return [], None
         if kind == "aux":
             return self.aux(params, name, src, x, scope, ns, parent, section)
         if kind == "sequential":
@@ -505,8 +564,10 @@ class Lowerer:
         scope = self.bind(block, kind, args, src, x, def_src, scope)
         if scope is None or x is None:
             return [], None
+        # an inline `sequential` writes its body as `layers` (renamed to `body` for BlockDef)
+        body_src = (*def_src, "layers" if kind == "sequential" and def_src == src else "body")
         if block.inline:
-            return self.sequence(block.body, (*def_src, "body"), x, scope, ns, parent, section)
+            return self.sequence(block.body, body_src, x, scope, ns, parent, section)
         try:
             name = ns.assign(kind if style == "named" or kind in self.spec.blocks else "block", name)
         except _NameClashError as clash:
@@ -516,7 +577,7 @@ class Lowerer:
         bns = Namespace(style)
         if block.branches is not None:
             return self.parallel(block, kind, name, path, src, def_src, x, scope, bns, section)
-        body, y = self.sequence(block.body, (*def_src, "body"), x, scope, bns, path, section)
+        body, y = self.sequence(block.body, body_src, x, scope, bns, path, section)
         if y is None:
             return [], None
         merge = block.merge
@@ -527,6 +588,13 @@ class Lowerer:
                 merge, shortcut = self.shortcut(mode, block, x, y, scope, bns, path, section, def_src)
             except _BadValueError as bad:
                 self.problem(f"{path} ({kind}): {bad.message}", bad.src, bad.hint, shape=True)
+                return [], None
+            except _NameClashError as clash:
+                self.problem(
+                    f"module name '{clash}' is used twice in '{path}'",
+                    src,
+                    "the shortcut takes the block's `shortcut_name` (default `downsample`); rename one",
+                )
                 return [], None
         if merge == "none":
             after, z = self.sequence(block.after, (*def_src, "after"), y, scope, bns, path, section)
@@ -731,8 +799,7 @@ class Lowerer:
         return (a[0] + b[0], *a[1:])
 
     def _pydantic(self, exc: ValidationError, src: Src, model: type) -> None:
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        for loc, err in clean_pydantic_errors(exc.errors()):
             msg = err["msg"]
             hint = None
             if err["type"] == "extra_forbidden":
@@ -740,6 +807,9 @@ class Lowerer:
                 fields = getattr(model, "model_fields", {})
                 hint = did_you_mean(field, fields) or "allowed: " + ", ".join(fields)
                 msg = f"unknown field '{field}'"
+                where = locate_key(self.spec.raw, (*src, *loc))  # the key, not its value
+                self.problems.append((Problem(msg, (*src, *loc), where, hint), False))
+                continue
             elif err["type"] == "missing":
                 msg = f"missing required field '{loc[-1]}'" if loc else "missing field"
             elif "input" in err and not isinstance(err["input"], (Mapping, list)):

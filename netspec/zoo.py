@@ -9,9 +9,8 @@ def zoo_dir() -> Path:
     checkout = Path(__file__).resolve().parent.parent / "specs"
     if checkout.is_dir():
         return checkout
-    from importlib.resources import files
-
-    return Path(str(files("netspec.zoo_specs")))
+    # an installed wheel: setuptools maps specs/ to the package directory netspec/zoo_specs
+    return Path(__file__).resolve().parent / "zoo_specs"
 
 
 def zoo_specs() -> list[Path]:
