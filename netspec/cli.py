@@ -191,6 +191,37 @@ def explain(
 
 
 @app.command()
+def export(
+    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Write the network as readable, standalone PyTorch source (imports torch only, not netspec).
+
+    The file defines one class per block kind, the network class, `build_model(**kwargs)` and a
+    `__main__` smoke check. Example: `netspec export specs/resnet50_d.yaml -o resnet50_d.py`
+    """
+    from .export import ExportError, export_source
+
+    try:
+        text = export_source(load(spec, set_))
+    except SpecError as exc:
+        fail(exc)
+    except ExportError as exc:
+        usage_error(f"cannot export: {exc}")
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        usage_error(f"cannot write {output}: {exc.strerror}")
+    typer.echo(f"wrote {output} ({len(text.splitlines())} lines)")
+
+
+@app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
 ) -> None:
