@@ -173,21 +173,78 @@ def explain(
     spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
     set_: SetOption = None,
 ) -> None:
-    """Print the resolved spec (after `extends`, overrides and tricks) as YAML.
+    """Print the resolved spec (after `extends`, overrides and tricks) as YAML that loads back as is.
 
     Example: `netspec explain specs/resnet50_d.yaml`
     """
-    import yaml
+    from .resolve import resolved_spec_text
 
-    from .resolve import validate
+    try:
+        typer.echo(resolved_spec_text(load(spec, set_)), nl=False)
+    except SpecError as exc:
+        fail(exc)
+
+
+@app.command("compile")
+def compile_(
+    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="File to write; its suffix picks the format.")
+    ],
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="state_dict (.pt), torchscript (.ts), export (.pt2) or onnx (.onnx)."
+        ),
+    ] = None,
+    input_size: InputOption = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the weight initialisation.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Build the module and save it: weights with the spec embedded, TorchScript, torch.export or ONNX.
+
+    Example: `netspec compile specs/resnet50_d.yaml -o r50d.pt` (or `-o r50d.onnx`)
+    """
+    from .compile import save_compiled
+
+    try:
+        path = save_compiled(load(spec, set_, input_size), output, format, seed=seed)
+    except SpecError as exc:
+        fail(exc)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("import-weights")
+def import_weights_(
+    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A torchvision/timm checkpoint (.pth, .pt, .safetensors).")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to save the spec with these weights.")
+    ],
+    strict: Annotated[
+        bool, typer.Option("--strict/--partial", help="--partial loads what fits (e.g. a new head).")
+    ] = True,
+    set_: SetOption = None,
+) -> None:
+    """Load pretrained weights into a spec (by name, else by order among equal shapes) and save them.
+
+    Prints which keys matched, which were mapped and which are missing. The checkpoint is read with
+    `weights_only=True` (or safetensors): it is never unpickled as code.
+    Example: `netspec import-weights resnet50_b resnet50-0676ba61.pth -o r50.pt`
+    """
+    from .compile import save_compiled
+    from .weights import import_weights
 
     try:
         spec_obj = load(spec, set_)
-        validate(spec_obj.raw, spec_obj.file)
+        model, report = import_weights(spec_obj, checkpoint, strict=strict)
+        typer.echo(report.format(limit=20))
+        path = save_compiled(spec_obj, output, "state_dict", model=model)
     except SpecError as exc:
         fail(exc)
-    data = spec_obj.model_dump(mode="json", exclude_defaults=True, by_alias=False)
-    typer.echo(yaml.safe_dump(data, sort_keys=False, width=100))
+    typer.echo(f"wrote {path}")
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 Path = tuple[str | int, ...]
 
@@ -69,6 +70,47 @@ class SpecShapeError(SpecError):
 
 class SpecSizeError(SpecError):
     """The spec (or file) is too large to process safely."""
+
+
+_TYPE_TAGS = frozenset({"int", "float", "bool", "str", "none", "list", "dict", "tuple"})
+
+
+def _is_tag(part: object) -> bool:
+    """A location part pydantic adds for a union member or a validator, not a field of the spec."""
+    return isinstance(part, str) and (
+        "[" in part or part.startswith(("function-", "constrained-")) or part in _TYPE_TAGS
+    )
+
+
+def _substantive(err: dict[str, Any]) -> bool:
+    """An error about the value itself, not about its type not matching one union member."""
+    kind = str(err.get("type", ""))
+    return not (kind.endswith(("_type", "_parsing")) or kind == "literal_error")
+
+
+def clean_pydantic_errors(errors: Sequence[dict[str, Any]]) -> list[tuple[Path, dict[str, Any]]]:
+    """pydantic's errors as (spec path, error): union-member tags are dropped from the paths and, of a
+    union's members, only the one that fits the value best is kept, so one mistake gives one line
+    (`stride: 0` says "must be >= 1", not that as well as "should be a valid tuple")."""
+    kept: list[tuple[int, Path, dict[str, Any]]] = []
+    unions: dict[Path, dict[str, list[tuple[int, Path, dict[str, Any], int]]]] = {}
+    for i, err in enumerate(errors):
+        loc = tuple(err.get("loc", ()))
+        clean = tuple(p for p in loc if not _is_tag(p))
+        cut = next((j for j, p in enumerate(loc) if _is_tag(p)), None)
+        if cut is None:
+            kept.append((i, clean, err))
+        else:
+            member = unions.setdefault(loc[:cut], {}).setdefault(str(loc[cut]), [])
+            member.append((i, clean, err, len(loc) - cut))
+
+    def fit(errs: list[tuple[int, Path, dict[str, Any], int]]) -> tuple[bool, int]:
+        return (any(_substantive(e) for _, _, e, _ in errs), max(d for *_, d in errs))
+
+    for members in unions.values():
+        best = max(members.values(), key=fit)  # the first of equally good members
+        kept += [(i, clean, err) for i, clean, err, _ in best]
+    return [(clean, err) for _, clean, err in sorted(kept, key=lambda t: t[0])]
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 MAX_EXPR_CHARS = 500
 MAX_ABS_INT = 1 << 62
+MAX_EXPR_DEPTH = 64  # nesting of the syntax tree: deep enough for any real formula, far from the stack limit
 
 _EXPR = re.compile(r"\$\{([^{}]*)\}")
 
@@ -79,12 +80,19 @@ def _check_number(value: Any) -> Any:
 class _Evaluator:
     def __init__(self, scope: Mapping[str, Any]):
         self.scope = scope
+        self.depth = 0
 
     def eval(self, node: ast.AST) -> Any:
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise ExprError(f"'{type(node).__name__}' is not allowed in an expression")
-        return method(node)
+        self.depth += 1
+        if self.depth > MAX_EXPR_DEPTH:
+            raise ExprError(f"expression is nested more than {MAX_EXPR_DEPTH} levels deep")
+        try:
+            return method(node)
+        finally:
+            self.depth -= 1
 
     def _Expression(self, node: ast.Expression) -> Any:
         return self.eval(node.body)
@@ -169,7 +177,7 @@ class _Evaluator:
 
     def _Call(self, node: ast.Call) -> Any:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            name = node.func.id if isinstance(node.func, ast.Name) else "this"
+            name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)[:60]
             allowed = ", ".join(sorted(FUNCTIONS))
             raise ExprError(f"function '{name}' is not available (allowed: {allowed})")
         if node.keywords:
@@ -189,6 +197,8 @@ def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExprError(f"invalid expression '{source.strip()}': {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExprError("expression is nested too deeply") from None
     return _Evaluator(scope).eval(tree)
 
 

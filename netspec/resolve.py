@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path as FsPath
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
-from .errors import Location, Problem, SpecError, SpecSyntaxError, did_you_mean
-from .source import PosDict, PosList, locate, parse_yaml, read_yaml_file
+from .errors import Location, Problem, SpecError, SpecSyntaxError, clean_pydantic_errors, did_you_mean
+from .source import PosDict, PosList, locate, locate_key, parse_yaml, read_yaml_file
 from .spec import Spec
 
 MAX_EXTENDS_DEPTH = 16
@@ -26,6 +27,9 @@ def merge_trees(base: Any, over: Any) -> Any:
             pos = getattr(source, "positions", {}).get(key)
             if pos is not None:
                 out.positions[key] = pos
+            key_pos = getattr(source, "key_positions", {}).get(key)
+            if key_pos is not None:
+                out.key_positions[key] = key_pos
     return out
 
 
@@ -38,6 +42,10 @@ def read_with_extends(path: str | FsPath, chain: tuple[str, ...] = ()) -> Any:
     if len(chain) >= MAX_EXTENDS_DEPTH:
         raise SpecSyntaxError(Problem(f"`extends` is nested more than {MAX_EXTENDS_DEPTH} deep"))
     tree = read_yaml_file(path)
+    if tree is None:  # a document with no content (`---`, `~`)
+        raise SpecSyntaxError(
+            Problem("file is empty", location=Location(str(path), 1, 1), hint="write a spec")
+        )
     if not isinstance(tree, dict):
         raise SpecSyntaxError(
             Problem(
@@ -62,6 +70,7 @@ def read_with_extends(path: str | FsPath, chain: tuple[str, ...] = ()) -> Any:
         raise
     own = PosDict({k: v for k, v in tree.items() if k != "extends"})
     own.positions = {k: v for k, v in tree.positions.items() if k != "extends"}
+    own.key_positions = {k: v for k, v in tree.key_positions.items() if k != "extends"}
     own.location = tree.location
     return merge_trees(base, own)
 
@@ -129,19 +138,18 @@ def validate(tree: Any, file: str | None) -> Spec:
         spec = Spec.model_validate(tree)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
-            loc = tuple(
-                p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
-            )
+        for loc, err in clean_pydantic_errors(exc.errors()):
             msg, hint = err["msg"], None
+            where = locate(tree, loc)
             if err["type"] == "extra_forbidden" and loc:
                 msg = f"unknown field '{loc[-1]}'"
                 hint = _field_hint(loc)
+                where = locate_key(tree, loc)
             elif err["type"] == "missing" and loc:
                 msg = f"missing required field '{loc[-1]}'"
             elif "input" in err and not isinstance(err["input"], (dict, list)):
                 msg = f"{msg} (got {err['input']!r})"
-            problems.append(Problem(msg, loc, locate(tree, loc), hint))
+            problems.append(Problem(msg, loc, where, hint))
         raise SpecError(_dedupe(problems)) from None
     spec._raw = tree
     spec._file = file
@@ -193,6 +201,8 @@ def loads_spec(text: str, name: str = "<string>", overrides: list[str] | None = 
     from .tricks import apply_tricks
 
     tree = parse_yaml(text, name)
+    if tree is None:
+        raise SpecSyntaxError(Problem("file is empty", location=Location(name, 1, 1), hint="write a spec"))
     if not isinstance(tree, dict):
         raise SpecSyntaxError(Problem(f"a spec is a mapping of fields, not a {_kind(tree)}"))
     if "extends" in tree:
@@ -201,3 +211,35 @@ def loads_spec(text: str, name: str = "<string>", overrides: list[str] | None = 
         parts, value = parse_override(text_)
         apply_override(tree, parts, value, text_)
     return validate(apply_tricks(tree), name)
+
+
+def resolved_spec_text(spec: Spec, input_size: int | tuple[int, int] | None = None) -> str:
+    """The spec after `extends`, overrides and tricks, as standalone YAML that `loads_spec` reads back
+    to the same network (checked: same analysis, layer by layer).
+
+    The tricks are already applied to the fields, so `tricks:` is dropped (applying resnet_c twice
+    would fail) and named in a comment. An `input_size` given here replaces the spec's input size.
+    """
+    size = (input_size, input_size) if isinstance(input_size, int) else input_size
+    data: dict[str, Any] = spec.model_dump(mode="json", by_alias=False, exclude_defaults=True)
+    tricks = data.pop("tricks", None) or []
+    if size is not None:
+        data.setdefault("input", {})["size"] = [size[0], size[1]]
+    from . import __version__
+    from .analysis import analyze
+
+    header = f"# {spec.name}: resolved by netspec {__version__}"
+    if spec.file:
+        header += f" from {FsPath(spec.file).name}"
+    if tricks:
+        header += f"\n# tricks already applied: {', '.join(tricks)}"
+    text = header + "\n" + yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True)
+    again = loads_spec(text, f"<resolved {spec.name}>")
+    if analyze(again).to_json() != analyze(spec, size).to_json():
+        raise SpecError(
+            Problem(
+                f"the resolved text of spec '{spec.name}' does not describe the same network",
+                hint="this is a bug in netspec; please report it with the spec",
+            )
+        )
+    return text

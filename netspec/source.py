@@ -27,6 +27,7 @@ class PosDict(dict):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.positions: dict[Any, Location] = {}
+        self.key_positions: dict[Any, Location] = {}  # where each key itself is written
 
 
 class PosList(list):
@@ -43,6 +44,9 @@ def _loc(file: str, node: Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that bounds nesting depth and tracks positions."""
 
@@ -50,6 +54,13 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self.file = file
         self._depth = 0
+
+    def flatten_mapping(self, node: MappingNode) -> None:
+        # remember the keys written in this mapping itself before `<<` merges add inherited ones
+        # (flattening mutates the node, also when it is merged into another mapping)
+        if not hasattr(node, "own_keys"):
+            node.own_keys = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}  # type: ignore[attr-defined]
+        super().flatten_mapping(node)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         self._depth += 1
@@ -72,8 +83,16 @@ def _expanded_size(node: Node, memo: dict[int, int], file: str) -> int:
     """Node count after alias expansion, computed on the DAG so a bomb is measured, not expanded."""
     key = id(node)
     if key in memo:
+        if memo[key] < 0:  # met again while still inside it
+            raise SpecSyntaxError(
+                Problem(
+                    "an alias refers to a list or mapping that contains it (a recursive structure)",
+                    location=_loc(file, node),
+                    hint="a spec is a tree; write the value out instead of aliasing its parent",
+                )
+            )
         return memo[key]
-    memo[key] = 1  # guards against recursive aliases
+    memo[key] = -1  # in progress
     size = 1
     if isinstance(node, SequenceNode):
         for child in node.value:
@@ -93,9 +112,22 @@ def _expanded_size(node: Node, memo: dict[int, int], file: str) -> int:
     return size
 
 
+_PLAIN_TAGS = {SequenceNode: "tag:yaml.org,2002:seq", MappingNode: "tag:yaml.org,2002:map"}
+
+
 def _construct(node: Node, loader: _Loader, file: str) -> Any:
     if isinstance(node, ScalarNode):
         return loader.construct_object(node, deep=True)
+    if type(node) in _PLAIN_TAGS and node.tag != _PLAIN_TAGS[type(node)]:
+        # a tagged list or mapping (!!python/object/apply:..., !!set, !foo) is never constructed
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        raise SpecSyntaxError(
+            Problem(
+                f"the tag '{tag}' is not allowed: tags such as !!python/... are not allowed in a spec",
+                location=_loc(file, node),
+                hint="remove the tag; specs hold plain data only",
+            )
+        )
     if isinstance(node, SequenceNode):
         out = PosList()
         out.location = _loc(file, node)
@@ -104,7 +136,9 @@ def _construct(node: Node, loader: _Loader, file: str) -> Any:
             out.positions[i] = _loc(file, child)
         return out
     if isinstance(node, MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        loader.flatten_mapping(node)  # resolves YAML merge keys (<<): inherited entries come first
+        own_keys = getattr(node, "own_keys", set())
+        written: set[Any] = set()  # keys written in this mapping (not inherited through `<<`)
         out_map = PosDict()
         out_map.location = _loc(file, node)
         for key_node, value_node in node.value:
@@ -113,7 +147,8 @@ def _construct(node: Node, loader: _Loader, file: str) -> Any:
                 raise SpecSyntaxError(
                     Problem("a mapping key must be a plain value", location=_loc(file, key_node))
                 )
-            if key in out_map:
+            own = id(key_node) in own_keys
+            if key in out_map and own and key in written:
                 first = out_map.positions[key]
                 raise SpecSyntaxError(
                     Problem(
@@ -122,8 +157,11 @@ def _construct(node: Node, loader: _Loader, file: str) -> Any:
                         hint="YAML would silently keep only the last one; remove one of them",
                     )
                 )
-            out_map[key] = _construct(value_node, loader, file)
+            if own:
+                written.add(key)
+            out_map[key] = _construct(value_node, loader, file)  # an own key overrides a merged one
             out_map.positions[key] = _loc(file, value_node)
+            out_map.key_positions[key] = _loc(file, key_node)
         return out_map
     raise SpecSyntaxError(Problem("unsupported YAML node", location=_loc(file, node)))
 
@@ -138,7 +176,18 @@ def parse_yaml(text: str, file: str = "<string>") -> Any:
                 hint="a spec is a short description; generate repeated parts with `depth`",
             )
         )
-    loader = _Loader(text, file)
+    try:
+        loader = _Loader(text, file)  # the reader checks every character here
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - before.rfind("\n")
+        code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+        raise SpecSyntaxError(
+            Problem(
+                f"not a YAML text file: {exc.reason} (character #x{code:04x})",
+                location=Location(file, line, col),
+            )
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -203,6 +252,23 @@ def read_yaml_file(path: str | FsPath) -> Any:
             )
         ) from None
     return parse_yaml(text, name)
+
+
+def locate_key(tree: Any, path: Path) -> Location | None:
+    """Where the key `path[-1]` itself is written (for an unknown field), else `locate(tree, path)`.
+
+    A block-style value starts on the line after its key; an unknown key should point at the key."""
+    parent = tree
+    for part in path[:-1]:
+        try:
+            parent = parent[part]
+        except (KeyError, IndexError, TypeError):
+            parent = None
+            break
+    keys = getattr(parent, "key_positions", None)
+    if path and keys and path[-1] in keys:
+        return keys[path[-1]]
+    return locate(tree, path)
 
 
 def locate(tree: Any, path: Path) -> Location | None:

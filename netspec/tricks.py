@@ -125,7 +125,7 @@ def apply_tricks(tree: Any) -> Any:
         return tree  # validation reports a malformed `tricks`
     problems = []
     for i, name in enumerate(tricks):
-        if name not in TRICKS:
+        if not isinstance(name, str) or name not in TRICKS:  # a list or mapping is not hashable
             hint = did_you_mean(str(name), TRICKS) or "known tricks: " + ", ".join(TRICKS)
             problems.append(
                 Problem(f"unknown trick '{name}'", ("tricks", i), locate(tree, ("tricks", i)), hint)

@@ -72,9 +72,9 @@ def conv_padding(p: ConvParams) -> tuple[int, int] | str:
 
 def out_size(n: int, k: int, s: int, pad: int, d: int = 1, ceil: bool = False) -> int:
     span = n + 2 * pad - d * (k - 1) - 1
-    if span < 0:
+    if span < 0 and not ceil:
         return 0
-    if ceil:
+    if ceil:  # PyTorch's rounding up also applies to a window wider than the padded input
         out = -(-span // s) + 1
         if (out - 1) * s >= n + pad:  # PyTorch: the last window must start inside the input
             out -= 1

@@ -51,8 +51,12 @@ def _pool_shape(kind: str, p: PoolParams, x: Shape, dilation: tuple[int, int]) -
     ext = (dilation[0] * (k[0] - 1) + 1, dilation[1] * (k[1] - 1) + 1)
     if pad[0] * 2 > ext[0] or pad[1] * 2 > ext[1]:
         raise ShapeError(f"padding {pad} must be at most half the kernel {ext} (PyTorch rule)")
-    if ext[0] > h + 2 * pad[0] or ext[1] > w + 2 * pad[1]:
-        raise ShapeError(f"kernel {ext[0]}x{ext[1]} is larger than the padded input {h}x{w}")
+    if not p.ceil_mode and (ext[0] > h + 2 * pad[0] or ext[1] > w + 2 * pad[1]):
+        # with ceil_mode PyTorch keeps one window that starts inside the input (out_size decides)
+        raise ShapeError(
+            f"kernel {ext[0]}x{ext[1]} is larger than the padded input {h + 2 * pad[0]}x{w + 2 * pad[1]}"
+            f" (input {h}x{w}, padding {pad[0]}x{pad[1]})"
+        )
     return (
         c,
         out_size(h, k[0], s[0], pad[0], dilation[0], p.ceil_mode),

@@ -1,0 +1,296 @@
+"""Compiled artefacts: a spec's module written as a weights file, TorchScript, torch.export or ONNX.
+
+Formats (chosen by `fmt`, else by the file's suffix):
+- state_dict (.pt, .pth): `torch.save` of a plain dict, readable with `torch.load(weights_only=True)`:
+  {"format": "netspec/1", "spec": resolved spec as YAML text, "spec_name", "input_shape" [C, H, W],
+  "state_dict"}. `load_compiled` rebuilds the module from the embedded spec, so no pickled code
+  is ever needed to read it back.
+- torchscript (.ts): `torch.jit.script` of the module in eval mode (`torch.jit.load` reads it).
+- export (.pt2): `torch.export.export` in eval mode with a dynamic batch dimension, then
+  `torch.export.save` (`torch.export.load(path).module()` runs it).
+- onnx (.onnx): `torch.onnx.export(dynamo=True)` in eval mode, dynamic batch, one self-contained file.
+  Needs the `onnx` and `onnxscript` packages (`pip install "netspec[onnx]"`).
+
+Every exported graph is the eval-mode network: models with `aux` heads return their logits only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import warnings
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .analysis import analyze
+from .errors import Problem, SpecError
+from .resolve import loads_spec, resolved_spec_text
+from .spec import Spec
+
+FORMAT_TAG = "netspec/1"
+FORMATS = ("state_dict", "torchscript", "export", "onnx")
+SUFFIX_FORMATS = {
+    ".pt": "state_dict",
+    ".pth": "state_dict",
+    ".ts": "torchscript",
+    ".pt2": "export",
+    ".onnx": "onnx",
+}
+_ONNX_INLINE_LIMIT = 1_800_000_000  # bytes of weights; protobuf files stop at 2 GiB
+
+
+class CompileError(SpecError):
+    """A module that cannot be written or read back in the asked format."""
+
+
+def build_module(
+    spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: int | None = None
+) -> nn.Module:
+    """netspec.build (looked up on the package, wherever the torch backend lives)."""
+    import netspec
+
+    return netspec.build(spec, input_size=input_size, seed=seed)
+
+
+def format_for(path: str | Path, fmt: str | None = None) -> str:
+    """The format to write `path` in: `fmt` if given, else the one its suffix stands for."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise CompileError(f"unknown format '{fmt}': use one of {', '.join(FORMATS)}")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIX_FORMATS:
+        known = ", ".join(f"{s} ({f})" for s, f in SUFFIX_FORMATS.items())
+        raise CompileError(
+            f"cannot tell the format of '{path}' from its suffix: use {known}, or give a format"
+        )
+    return SUFFIX_FORMATS[suffix]
+
+
+def _size(input_size: int | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    if input_size is None:
+        return None
+    if isinstance(input_size, int):
+        return (input_size, input_size)
+    h, w = input_size
+    return (int(h), int(w))
+
+
+def save_compiled(
+    spec: Spec,
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    input_size: int | tuple[int, int] | None = None,
+    seed: int | None = None,
+    model: nn.Module | None = None,
+) -> Path:
+    """Build `spec` (or take `model`, e.g. with imported weights) and write it to `path` in `fmt`
+    (default: by suffix, .pt/.pth state_dict, .ts torchscript, .pt2 export, .onnx onnx).
+
+    `input_size` (H = W, or (H, W)) replaces the spec's input size, both for the build and for the
+    example input of the traced formats; `seed` makes the initial weights reproducible. A given
+    `model` must be the spec's module (its state_dict must load into a fresh build); its training
+    mode is left as it was. Returns the path written. Raises CompileError (a SpecError).
+    """
+    fmt = format_for(path, fmt)
+    path = Path(path)
+    size = _size(input_size)
+    if fmt == "onnx":
+        _require_onnx()
+    given = model is not None
+    if model is None:
+        model = build_module(spec, input_size=size, seed=seed)
+    shape = tuple(analyze(spec, size).input_shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    try:
+        if fmt == "state_dict":
+            _save_state_dict(spec, model, path, size, shape, check=given)
+        else:
+            model.eval()
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            # a private generator: the caller's random state is left alone
+            example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)).to(device)
+            if fmt == "torchscript":
+                _save_torchscript(model, path)
+            elif fmt == "export":
+                _save_export(model, example, path)
+            else:
+                _save_onnx(model, example, path)
+    finally:
+        model.train(was_training)
+    return path
+
+
+def _save_state_dict(
+    spec: Spec,
+    model: nn.Module,
+    path: Path,
+    size: tuple[int, int] | None,
+    shape: tuple[int, ...],
+    check: bool,
+) -> None:
+    text = resolved_spec_text(spec, size)
+    state = model.state_dict()
+    if check:  # a module from elsewhere must be this spec's, or load_compiled would fail later
+        # (seed=0: a fork of the RNG, so the caller's random state is left alone)
+        expected = build_module(loads_spec(text, f"<resolved {spec.name}>"), seed=0).state_dict()
+        wrong = [
+            k for k in expected if k not in state or tuple(state[k].shape) != tuple(expected[k].shape)
+        ] + [k for k in state if k not in expected]
+    else:
+        wrong = []
+    if wrong:
+        raise CompileError(
+            f"the module given does not match spec '{spec.name}': {len(wrong)} keys differ, "
+            f"first {', '.join(wrong[:5])}"
+        )
+    payload = {
+        "format": FORMAT_TAG,
+        "netspec_version": __version__,
+        "spec": text,
+        "spec_name": spec.name,
+        "input_shape": list(shape),
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+    }
+    torch.save(payload, path)
+
+
+def _save_torchscript(model: nn.Module, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still supported
+        try:
+            scripted = torch.jit.script(model)
+        except Exception as exc:
+            raise CompileError(f"TorchScript could not compile the module: {_first_line(exc)}") from exc
+        scripted.save(str(path))
+
+
+def _export(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    try:
+        return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    except Exception:
+        pass  # a model that fixes its batch size (e.g. a reshape to a constant): export it static
+    try:
+        return torch.export.export(model, (example[:1],))
+    except Exception as exc:
+        raise CompileError(f"torch.export could not capture the module: {_first_line(exc)}") from exc
+
+
+def _save_export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    torch.export.save(_export(model, example), str(path))
+
+
+def onnx_available() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript"))
+
+
+def _require_onnx() -> None:
+    if not onnx_available():
+        raise CompileError(
+            Problem(
+                "ONNX export needs the `onnx` and `onnxscript` packages, which are not installed",
+                hint='pip install "netspec[onnx]" (or: pip install onnx onnxscript)',
+            )
+        )
+
+
+def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    n_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
+    common = {
+        "dynamo": True,
+        "input_names": ["input"],
+        "output_names": ["logits"],
+        "external_data": n_bytes > _ONNX_INLINE_LIMIT,
+        "verbose": False,
+    }
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    attempts = [((example,), {"dynamic_shapes": ({0: batch},)}), ((example[:1],), {})]  # then static
+    for i, (args, extra) in enumerate(attempts):
+        try:
+            with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, args, str(path), **common, **extra)
+            return
+        except Exception as exc:
+            if i == len(attempts) - 1:
+                raise CompileError(f"ONNX export failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def read_compiled(path: str | Path) -> dict[str, Any]:
+    """The dict of a state_dict-format file, read with `torch.load(weights_only=True)` and checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise CompileError(f"'{path}' does not exist")
+    from .weights import safe_torch_load
+
+    try:
+        obj = safe_torch_load(path, "file")
+    except SpecError as exc:
+        raise CompileError(exc.problems) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT_TAG:
+        raise CompileError(
+            Problem(
+                f'\'{path}\' is not a netspec state_dict file (no "format": "{FORMAT_TAG}")',
+                hint="to load a torchvision/timm checkpoint into a spec, use import_weights",
+            )
+        )
+    for key in ("spec", "state_dict"):
+        if key not in obj:
+            raise CompileError(f"'{path}' has no '{key}' entry")
+    return obj
+
+
+def load_compiled(path: str | Path, fmt: str | None = None) -> nn.Module:
+    """Read back a file `save_compiled` wrote, as a module in eval mode.
+
+    state_dict: the module is rebuilt from the embedded spec text (netspec.loads_spec) and its
+    weights loaded, with nothing unpickled but tensors. torchscript: `torch.jit.load`. export:
+    `torch.export.load(path).module()`. An ONNX file is not a torch module: run it with onnxruntime.
+    """
+    fmt = format_for(path, fmt)
+    path = Path(path)
+    if fmt == "onnx":
+        raise CompileError(f"'{path}' is an ONNX file: run it with onnxruntime, not torch")
+    if not path.is_file():
+        raise CompileError(f"'{path}' does not exist")
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
+    if fmt == "export":
+        return torch.export.load(str(path)).module()
+    obj = read_compiled(path)
+    spec = loads_spec(obj["spec"], f"{path}:spec")
+    model = build_module(spec, seed=0)  # a forked RNG: the caller's random state is left alone
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except RuntimeError as exc:
+        raise CompileError(f"the weights in '{path}' do not fit its spec: {_first_line(exc)}") from None
+    return model.eval()
+
+
+__all__ = [
+    "FORMATS",
+    "FORMAT_TAG",
+    "SUFFIX_FORMATS",
+    "CompileError",
+    "format_for",
+    "load_compiled",
+    "onnx_available",
+    "read_compiled",
+    "resolved_spec_text",
+    "save_compiled",
+]
