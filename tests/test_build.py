@@ -38,9 +38,7 @@ def test_seeded_build_reproduces_torchvision_initialisation_bit_for_bit(spec, ov
 
 def test_zero_gamma_zeroes_exactly_the_last_bn_of_each_residual_branch():
     spec = netspec.load_spec(SPECS / "resnet50.yaml", ["tricks=[resnet_b, zero_gamma]"])
-    zeroed = {
-        k for k, v in netspec.build(spec).state_dict().items() if k.endswith("weight") and not v.any()
-    }
+    zeroed = {k for k, v in netspec.build(spec).state_dict().items() if k.endswith("weight") and not v.any()}
     tv = torchvision.models.resnet50(weights=None, zero_init_residual=True)
     expected = {k for k, v in tv.state_dict().items() if k.endswith("weight") and not v.any()}
     assert zeroed == expected

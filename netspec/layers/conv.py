@@ -66,7 +66,11 @@ def conv_padding(p: ConvParams) -> tuple[int, int] | str:
     if p.padding == "valid":
         return (0, 0)
     if p.padding == "same":
-        return "same"
+        if all(di * (ki - 1) % 2 == 0 for ki, di in zip(k, d, strict=True)):
+            # symmetric: written out, the same output, and tracers such as fvcore see an ordinary
+            # convolution (they do not count PyTorch's 'same' overload)
+            return (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
+        return "same"  # asymmetric (even kernel): PyTorch pads one more on the bottom/right
     return pair(p.padding)  # type: ignore[arg-type]
 
 
@@ -99,10 +103,10 @@ class Conv(LayerKind):
         if c % g or cout % g:
             raise ShapeError(f"channels must be divisible by groups: in {c}, out {cout}, groups {g}")
         k, s, d = pair(p.kernel), pair(p.stride), pair(p.dilation)
+        if p.padding == "same" and s != (1, 1):
+            raise ShapeError("padding 'same' needs stride 1 (PyTorch rule)")
         pad = conv_padding(p)
         if pad == "same":
-            if s != (1, 1):
-                raise ShapeError("padding 'same' needs stride 1 (PyTorch rule)")
             return (cout, h, w)
         ext = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
         padded = (h + 2 * pad[0], w + 2 * pad[1])
