@@ -6,12 +6,13 @@ Run on demand (not a test):
     .venv/bin/python benchmarks/bench_compile.py --threads 8 --json bench.json
 
 For each model whose spec exists in specs/ (resnet18, resnet50 with tricks=[resnet_b], vgg11,
-mobilenet_v2, densenet121): the median build time of netspec.build(spec) (the spec parsed once;
-the parse is timed apart) against the torchvision constructor, both with default initialisation;
-then, with torchvision's weights loaded into the netspec module (the logits are checked to agree),
-the median forward time (eval, no_grad) and forward + backward time (train mode, sum of logits) at
-each batch size, on CPU and on CUDA when there is one (synchronised). The two models' runs are
-interleaved, in alternating order, so that drift (thermal, other load) falls on both alike.
+mobilenet_v2, densenet121): the median build time of netspec.build(spec) (the spec parsed once; the
+parse is timed apart) against the torchvision constructor, both with default initialisation; then,
+with torchvision's weights loaded into the netspec module (the logits are checked to agree), the
+median forward time (eval, no_grad) and forward + backward time (train mode, sum of logits) at each
+batch size, on CPU and on CUDA when there is one (synchronised). The module exported as standalone
+source (`netspec export`) runs beside them with the netspec module's weights. The models' runs are
+interleaved in rotating order, so that drift (thermal, other load) falls on all alike.
 
 Prints a markdown table of milliseconds and ratios (netspec / torchvision: 1.00 = same speed,
 above 1 = netspec slower) and writes it, with the settings, to a JSON file.
@@ -85,27 +86,40 @@ def _sync(device: str) -> None:
 
 
 def interleaved(
-    a: Callable[[], Any], b: Callable[[], Any], repeats: int, warmup: int, device: str
-) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(median, min) seconds of a() and of b(), run alternately (a b, b a, a b, ...) after `warmup`
-    untimed rounds."""
+    fns: list[Callable[[], Any]], repeats: int, warmup: int, device: str
+) -> list[tuple[float, float]]:
+    """(median, min) seconds of each function, run in rotating order (a b c, b c a, c a b, ...)
+    after `warmup` untimed rounds, so that drift falls on all alike."""
     for _ in range(warmup):
-        a()
-        b()
+        for fn in fns:
+            fn()
     _sync(device)
-    times: tuple[list[float], list[float]] = ([], [])
+    times: list[list[float]] = [[] for _ in fns]
+    n = len(fns)
     for i in range(repeats):
-        order = ((0, a), (1, b)) if i % 2 == 0 else ((1, b), (0, a))
-        for slot, fn in order:
+        for j in range(n):
+            slot = (i + j) % n
             _sync(device)
             start = time.perf_counter()
-            fn()
+            fns[slot]()
             _sync(device)
             times[slot].append(time.perf_counter() - start)
-    return (
-        (statistics.median(times[0]), min(times[0])),
-        (statistics.median(times[1]), min(times[1])),
-    )
+    return [(statistics.median(t), min(t)) for t in times]
+
+
+def load_exported(spec: netspec.Spec, name: str) -> nn.Module:
+    """The spec's exported standalone source (netspec export), imported from a temporary file."""
+    import importlib.util
+    import tempfile
+
+    from netspec.export import export_source
+
+    path = Path(tempfile.mkdtemp()) / f"{name}_exported.py"
+    path.write_text(export_source(spec))
+    module_spec = importlib.util.spec_from_file_location(f"{name}_exported", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.build_model()
 
 
 def _logits(out: Any) -> torch.Tensor:
@@ -139,7 +153,12 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[dict[str, Any
     rows: list[dict[str, Any]] = []
 
     def row(
-        device: str, measure: str, batch: int | None, ns: tuple[float, float], tv: tuple[float, float]
+        device: str,
+        measure: str,
+        batch: int | None,
+        ns: tuple[float, float],
+        tv: tuple[float, float],
+        ex: tuple[float, float] | None = None,
     ) -> None:
         rows.append(
             {
@@ -152,6 +171,8 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[dict[str, Any
                 "ratio": ns[0] / tv[0] if tv[0] else float("nan"),
                 "netspec_min_ms": ns[1] * 1e3,
                 "torchvision_min_ms": tv[1] * 1e3,
+                "exported_ms": ex[0] * 1e3 if ex else None,
+                "exported_ratio": ex[0] / ns[0] if ex and ns[0] else None,
             }
         )
 
@@ -164,7 +185,7 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[dict[str, Any
     def build_tv() -> None:
         built["torchvision"] = ctor()
 
-    ns_build, tv_build = interleaved(build_ns, build_tv, args.build_repeats, args.build_warmup, "cpu")
+    ns_build, tv_build = interleaved([build_ns, build_tv], args.build_repeats, args.build_warmup, "cpu")
     row("cpu", "build", None, ns_build, tv_build)
 
     ns, tv = built.pop("netspec"), built.pop("torchvision")
@@ -173,9 +194,12 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[dict[str, Any
         ns.load_state_dict(tv.state_dict())
     except RuntimeError:
         same_weights = False  # names differ: time them anyway, each with its own weights
+    ex = load_exported(spec, name)
+    ex.load_state_dict(ns.state_dict())
     x = torch.randn(2, *shape)
     ns.eval()
     tv.eval()
+    ex.eval()
     with torch.no_grad():
         max_diff = (ns(x) - tv(x)).abs().max().item() if same_weights else None
     info = {
@@ -187,37 +211,50 @@ def bench_model(name: str, args: argparse.Namespace) -> tuple[list[dict[str, Any
         "torchvision_weights_load": same_weights,
         "max_abs_logit_diff": max_diff,
     }
+    with torch.no_grad():
+        info["exported_max_abs_diff"] = (ex(x) - ns(x)).abs().max().item()
 
     for device in args.devices:
-        ns.to(device)
-        tv.to(device)
+        for m in (ns, tv, ex):
+            m.to(device)
         for batch in args.batches:
             x = torch.randn(batch, *shape, device=device)
-            ns.eval()
-            tv.eval()
-            a, b = interleaved(forward(ns, x), forward(tv, x), args.repeats, args.warmup, device)
-            row(device, "forward", batch, a, b)
-            ns.train()
-            tv.train()
-            a, b = interleaved(
-                forward_backward(ns, x), forward_backward(tv, x), args.repeats, args.warmup, device
+            for m in (ns, tv, ex):
+                m.eval()
+            a, b, c = interleaved(
+                [forward(ns, x), forward(tv, x), forward(ex, x)], args.repeats, args.warmup, device
             )
-            row(device, "fwd+bwd", batch, a, b)
-        ns.to("cpu")
-        tv.to("cpu")
+            row(device, "forward", batch, a, b, c)
+            for m in (ns, tv, ex):
+                m.train()
+            a, b, c = interleaved(
+                [forward_backward(ns, x), forward_backward(tv, x), forward_backward(ex, x)],
+                args.repeats,
+                args.warmup,
+                device,
+            )
+            row(device, "fwd+bwd", batch, a, b, c)
+        for m in (ns, tv, ex):
+            m.to("cpu")
     return rows, info
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | device | measure | batch | netspec ms | torchvision ms | ratio |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| model | device | measure | batch | netspec ms | torchvision ms | netspec / torchvision "
+        "| exported ms | exported / netspec |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         batch = "" if r["batch"] is None else str(r["batch"])
         lines.append(
             f"| {r['model']} | {r['device']} | {r['measure']} | {batch} | {r['netspec_ms']:.2f} "
-            f"| {r['torchvision_ms']:.2f} | {r['ratio']:.2f} |"
+            f"| {r['torchvision_ms']:.2f} | {r['ratio']:.2f} "
+            + (
+                f"| {r['exported_ms']:.2f} | {r['exported_ratio']:.2f} |"
+                if r["exported_ms"] is not None
+                else "| | |"
+            )
         )
     return "\n".join(lines)
 

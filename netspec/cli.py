@@ -278,6 +278,84 @@ def export(
     typer.echo(f"wrote {output} ({len(text.splitlines())} lines)")
 
 
+def _train_error(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name); its `train:` section is the recipe.")],
+    epochs: Annotated[int | None, typer.Option(help="train.epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="train.batch_size")] = None,
+    lr: Annotated[float | None, typer.Option(help="train.optimizer.lr (before linear scaling)")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="digits (default) | synthetic[:N] | mnist:DIR | cifar10:DIR | imagefolder:DIR"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<spec name>).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[int | None, typer.Option(help="train.seed")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final metrics.")] = False,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per event on stdout.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Train a spec with the shared runner (Bag of Tricks recipe fields; exact resume).
+
+    With no --data it trains on scikit-learn's bundled digits (no download).
+    Example: `netspec train specs/lenet5.yaml`, `netspec train resnet20_cifar --data cifar10:DIR --epochs 5`
+    """
+    from .train import TrainError, train_overrides
+    from .train import train as run
+
+    flags = train_overrides(epochs=epochs, batch_size=batch_size, lr=lr, data=data, seed=seed)
+    log = "json" if json_lines else "quiet" if quiet else "auto"
+    try:
+        result = run(load(spec, [*(set_ or []), *flags]), out=out, device=device, resume=resume, log=log)
+    except SpecError as exc:
+        fail(exc)
+    except TrainError as exc:
+        _train_error(exc)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: rerun with --resume to continue from the last checkpoint", err=True)
+        raise typer.Exit(130) from None
+    if not json_lines:
+        top1 = (result.final or {}).get("val_top1")
+        last = f", val top-1 {top1:.2%}" if isinstance(top1, float) else ""
+        typer.echo(f"done: {result.out}{last} (best {result.best_top1:.2%} at epoch {result.best_epoch})")
+
+
+@app.command("eval")
+def eval_(
+    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", "-c", help="A checkpoint file or a run directory.")
+    ],
+    data: Annotated[str | None, typer.Option(help="Data set (default: the recipe's).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    ema: Annotated[bool, typer.Option("--ema", help="Evaluate the checkpoint's EMA weights.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Evaluate a checkpoint on the validation split: loss, top-1, top-5.
+
+    Example: `netspec eval specs/lenet5.yaml --checkpoint runs/lenet5`
+    """
+    import json
+
+    from .train import TrainError, evaluate_checkpoint
+
+    try:
+        metrics = evaluate_checkpoint(load(spec, set_), checkpoint, data=data, device=device, ema=ema)
+    except SpecError as exc:
+        fail(exc)
+    except TrainError as exc:
+        _train_error(exc)
+    typer.echo(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in metrics.items()}))
+
+
 @app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,

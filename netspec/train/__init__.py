@@ -1,0 +1,50 @@
+"""The training runner: `train` a spec with the recipe in its `train:` section, `evaluate` a model.
+
+    from netspec.train import train
+    result = train("specs/lenet5.yaml", out="runs/lenet5")   # digits, the embedded default data set
+    result.final["val_top1"]
+
+Modules, one job each: recipe (the `train:` section), lr (the per-iteration schedule), losses
+(label smoothing, mixup, auxiliary heads), params (no-bias-decay groups), data (data sets),
+checkpoint (atomic, checksummed checkpoints and RNG states), ema, progress (output), runner (the loop).
+Names are imported on first use: `netspec.train.recipe` (validating a `train:` section) needs no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CheckpointError": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "load_latest": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "DataSplit": "data",
+    "load_data": "data",
+    "LRSchedule": "lr",
+    "Recipe": "recipe",
+    "recipe_from_spec": "recipe",
+    "train_overrides": "recipe",
+    "validate_recipe": "recipe",
+    "TrainError": "runner",
+    "TrainResult": "runner",
+    "evaluate": "runner",
+    "evaluate_checkpoint": "runner",
+    "train": "runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'netspec.train' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

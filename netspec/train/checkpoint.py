@@ -1,0 +1,187 @@
+"""Checkpoints that survive a crash at any instant, and the RNG states that make a resume exact.
+
+A checkpoint FILE is an ordinary `torch.save` archive (`torch.load("last.pt", weights_only=True)`
+reads it) with its sha256 beside it in FILE.sha256. Both are written atomically: a temporary file in
+the same directory, fsync, os.replace, fsync of the directory. Reading checks the checksum and loads
+with `weights_only=True` only (no pickled code runs). A file whose checksum is missing or does not
+match (truncated, corrupted, or a crash between the two writes) is skipped for the previous one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LAST = "last.pt"
+EPOCH_DIR = "checkpoints"
+SUFFIX = ".sha256"
+_EPOCH_RE = re.compile(r"^epoch_(\d+)\.pt$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used (missing, truncated, corrupted, or not a checkpoint)."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform/file system can open a directory
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees either the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def serialize(state: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any] | bytes) -> str:
+    """Write a checkpoint (a state dict, or its `serialize`d bytes) and its checksum; returns the sha256."""
+    path = Path(path)
+    data = state if isinstance(state, bytes) else serialize(state)
+    digest = hashlib.sha256(data).hexdigest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(path.with_name(path.name + SUFFIX), f"{digest}  {path.name}\n".encode())
+    return digest
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint after checking its sha256; raises CheckpointError when it cannot be used."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    sidecar = path.with_name(path.name + SUFFIX)
+    try:
+        expected = sidecar.read_text().split()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
+        raise CheckpointError(f"{path}: no checksum file {sidecar.name}") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise CheckpointError(f"{path}: checksum mismatch (truncated or corrupted)")
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:  # an unpickling error of any kind: the file is unusable
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({exc})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a netspec checkpoint")
+    return state
+
+
+def epoch_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
+    return Path(run_dir) / EPOCH_DIR / f"epoch_{epoch:04d}.pt"
+
+
+def epoch_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """(epoch, path) of the per-epoch checkpoints, newest first."""
+    d = Path(run_dir) / EPOCH_DIR
+    found = []
+    if d.is_dir():
+        for p in d.iterdir():
+            m = _EPOCH_RE.match(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+    return sorted(found, reverse=True)
+
+
+def prune(run_dir: str | os.PathLike[str], keep: int) -> None:
+    """Delete all but the newest `keep` per-epoch checkpoints (and their checksums)."""
+    for _, path in epoch_checkpoints(run_dir)[keep:]:
+        for p in (path, path.with_name(path.name + SUFFIX)):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+def load_latest(
+    run_dir: str | os.PathLike[str], map_location: Any = "cpu"
+) -> tuple[Path, dict[str, Any], list[str]] | None:
+    """The newest usable checkpoint of a run: `last.pt`, unless it is unusable or a per-epoch
+    checkpoint is newer (a crash between the two writes); then the newest good per-epoch one.
+    Returns (path, state, [why each newer file was skipped]), or None when the run has no checkpoint;
+    raises CheckpointError when it has some but none is usable."""
+    skipped: list[str] = []
+    last_state, last_path = None, Path(run_dir) / LAST
+    if last_path.exists():
+        try:
+            last_state = load_checkpoint(last_path, map_location)
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+    last_epoch = int(last_state.get("epoch", -1)) if last_state is not None else -1
+    for epoch, path in epoch_checkpoints(run_dir):
+        if epoch <= last_epoch:
+            break
+        try:
+            return path, load_checkpoint(path, map_location), skipped
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+    if last_state is not None:
+        return last_path, last_state, skipped
+    if skipped:
+        raise CheckpointError(f"no usable checkpoint in {run_dir}: " + "; ".join(skipped))
+    return None
+
+
+# ---------------------------------------------------------------- RNG states
+
+
+def rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Every random state a training step reads, as tensors and plain values (weights_only-safe)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": random.getstate(),
+    }
+    if loader_generator is not None:
+        state["loader"] = loader_generator.get_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator | None = None) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if loader_generator is not None and "loader" in state:
+        loader_generator.set_state(state["loader"])

@@ -1,0 +1,347 @@
+"""Data sets for the training runner, named by the recipe's `data` (`--set train.data=...`).
+
+- `digits` (the default, embedded: nothing to download): scikit-learn's bundled 1,797 8x8 handwritten
+  digits, resized (bilinear) to the spec's input size, replicated to its channels, normalised with
+  the training split's mean and std, with a fixed stratified train/val split.
+- `synthetic` or `synthetic:N`: N random images with random labels (for throughput, not accuracy).
+- `mnist:DIR`, `cifar10:DIR`: torchvision's readers; nothing is downloaded unless `download: true`.
+- `imagefolder:DIR`: DIR/train/<class>/<image> and DIR/val/<class>/<image>.
+A missing or malformed data set is a SpecError at `train.data` that says which layout was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from ..errors import Location, Problem, SpecError
+
+KINDS = ("digits", "synthetic", "mnist", "cifar10", "imagefolder")
+SPLIT_SEED = 0  # the train/val split of digits and synthetic never depends on the run's seed
+
+# ImageNet statistics on [0, 1] RGB (torchvision; Bag of Tricks' 123.68, 116.779, 103.939 / 255)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# PCA of ImageNet RGB pixels (on [0, 1]), as in AlexNet's lighting noise (fb.resnet.torch's values)
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+@dataclass
+class DataSplit:
+    """A training and a validation set of (C, H, W) float tensors with integer labels."""
+
+    train: Dataset
+    val: Dataset
+    classes: int
+    name: str
+    input_shape: tuple[int, int, int]
+
+
+def _error(message: str, where: Location | None, hint: str | None = None) -> SpecError:
+    return SpecError(Problem(message, ("train", "data"), where, hint))
+
+
+def load_data(
+    name: str,
+    input_shape: tuple[int, int, int],
+    *,
+    classes: int | None = None,
+    val_fraction: float = 0.2,
+    download: bool = False,
+    augment: bool = True,
+    where: Location | None = None,
+) -> DataSplit:
+    """The data set `name` shaped for a network taking `input_shape` = (C, H, W) with `classes`
+    outputs. `augment`: random shifts (digits), crops and flips (cifar10, imagefolder) in training.
+    `where` is the location of `train.data` in the spec (for errors)."""
+    kind, _, arg = name.partition(":")
+    if kind not in KINDS:
+        raise _error(
+            f"unknown data set '{name}'",
+            where,
+            "use digits, synthetic[:N], mnist:DIR, cifar10:DIR or imagefolder:DIR",
+        )
+    if kind in ("mnist", "cifar10", "imagefolder") and not arg:
+        raise _error(f"'{kind}' needs a directory: '{kind}:DIR'", where)
+    if kind == "digits":
+        split = digits(input_shape, val_fraction=val_fraction, augment=augment)
+    elif kind == "synthetic":
+        n = _count(arg, where) if arg else 1024
+        split = synthetic(input_shape, classes or 10, n, val_fraction=val_fraction)
+    elif kind == "mnist":
+        split = _mnist(Path(arg), input_shape, download, where)
+    elif kind == "cifar10":
+        split = _cifar10(Path(arg), input_shape, download, augment, where)
+    else:
+        split = _imagefolder(Path(arg), input_shape, augment, where)
+    if classes is not None and split.classes > classes:
+        raise _error(
+            f"the data set '{name}' has {split.classes} classes but the network outputs {classes}",
+            where,
+            f"set `classes: {split.classes}` in the spec",
+        )
+    return split
+
+
+def _count(arg: str, where: Location | None) -> int:
+    try:
+        n = int(arg)
+    except ValueError:
+        n = 0
+    if not 2 <= n <= 10_000_000:
+        raise _error(f"'synthetic:{arg}': the size must be a whole number from 2 to 10,000,000", where)
+    return n
+
+
+def _stratified_split(labels: Tensor, val_fraction: float) -> tuple[Tensor, Tensor]:
+    from sklearn.model_selection import train_test_split
+
+    idx = torch.arange(len(labels)).numpy()
+    tr, va = train_test_split(
+        idx, test_size=val_fraction, stratify=labels.numpy(), random_state=SPLIT_SEED, shuffle=True
+    )
+    return torch.as_tensor(sorted(tr)), torch.as_tensor(sorted(va))
+
+
+class RandomShift(Dataset):
+    """(x, y) pairs of tensors whose images move by up to `shift` pixels in each direction (drawn
+    from torch's RNG), the uncovered border filled with `fill` (the background)."""
+
+    def __init__(self, x: Tensor, y: Tensor, shift: int, fill: float = 0.0):
+        self.x, self.y, self.shift, self.fill = x, y, shift, fill
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        img, s = self.x[i], self.shift
+        if s == 0:
+            return img, self.y[i]
+        dy, dx = torch.randint(0, 2 * s + 1, (2,)).tolist()
+        h, w = img.shape[-2:]
+        padded = F.pad(img, (s, s, s, s), value=self.fill)
+        return padded[..., dy : dy + h, dx : dx + w], self.y[i]
+
+
+def digits(
+    input_shape: tuple[int, int, int], *, val_fraction: float = 0.2, augment: bool = True
+) -> DataSplit:
+    """scikit-learn's bundled digits (1,797 images of 8x8, values 0..16, 10 classes). `augment`:
+    training images shift by up to one original pixel (1/8 of the size) in each direction."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    c, h, w = input_shape
+    x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    if (h, w) != (8, 8):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    x = x.expand(-1, c, -1, -1).contiguous()
+    y = torch.as_tensor(bunch.target, dtype=torch.long)
+    tr, va = _stratified_split(y, val_fraction)
+    mean, std = x[tr].mean(), x[tr].std()
+    x = (x - mean) / std
+    shift = round(min(h, w) / 8) if augment else 0
+    train = RandomShift(x[tr], y[tr], shift, fill=float(-mean / std))
+    return DataSplit(train, TensorDataset(x[va], y[va]), 10, "digits", input_shape)
+
+
+def synthetic(
+    input_shape: tuple[int, int, int], classes: int, n: int = 1024, *, val_fraction: float = 0.2
+) -> DataSplit:
+    """n standard-normal images with uniformly random labels, split train/val."""
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    n_val = max(1, round(n * val_fraction))
+    x = torch.randn(n, *input_shape, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return DataSplit(
+        TensorDataset(x[n_val:], y[n_val:]),
+        TensorDataset(x[:n_val], y[:n_val]),
+        classes,
+        f"synthetic:{n}",
+        input_shape,
+    )
+
+
+class Lighting:
+    """AlexNet-style PCA lighting noise on a [0, 1] RGB tensor (C, H, W): adds
+    eigvec @ (alpha * eigval) to every pixel, alpha ~ N(0, alphastd) per channel (Bag of Tricks: 0.1)."""
+
+    def __init__(self, alphastd: float = 0.1, eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC):
+        self.alphastd = alphastd
+        self.eigval = torch.tensor(eigval, dtype=torch.float32)
+        self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
+
+    def offset(self, alpha: Tensor) -> Tensor:
+        """The per-channel RGB offset for one draw of alpha (3,)."""
+        return self.eigvec @ (alpha * self.eigval)
+
+    def __call__(self, img: Tensor) -> Tensor:
+        if self.alphastd == 0:
+            return img
+        alpha = torch.randn(3) * self.alphastd
+        return img + self.offset(alpha).to(img.dtype).view(3, 1, 1)
+
+    def __repr__(self) -> str:
+        return f"Lighting(alphastd={self.alphastd})"
+
+
+def _channels(c: int) -> list:
+    from torchvision import transforms as T
+
+    return [T.Grayscale(num_output_channels=c)] if c in (1, 3) else []
+
+
+def _detail(exc: Exception) -> str:
+    """torchvision's own words, unless they are its generic 'not found, use download=True'."""
+    text = str(exc)
+    return "" if "not found" in text.lower() else f" ({text})"
+
+
+def _check_channels(kind: str, c: int, where: Location | None) -> None:
+    if c not in (1, 3):
+        raise _error(f"'{kind}' gives 1- or 3-channel images; the spec's input has {c} channels", where)
+
+
+def _mnist(
+    root: Path, input_shape: tuple[int, int, int], download: bool, where: Location | None
+) -> DataSplit:
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    c, h, w = input_shape
+    _check_channels("mnist", c, where)
+    size = [T.Pad(2)] if (h, w) == (32, 32) else [] if (h, w) == (28, 28) else [T.Resize((h, w))]
+    tf = T.Compose([*size, *_channels(c), T.ToTensor(), T.Normalize([MNIST_MEAN] * c, [MNIST_STD] * c)])
+    try:
+        train = datasets.MNIST(str(root), train=True, transform=tf, download=download)
+        val = datasets.MNIST(str(root), train=False, transform=tf, download=download)
+    except (RuntimeError, OSError) as exc:
+        raise _error(
+            f"MNIST not found in '{root}'" + _detail(exc),
+            where,
+            f"expected {root}/MNIST/raw/train-images-idx3-ubyte, train-labels-idx1-ubyte,"
+            " t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte; `--set train.download=true` fetches them",
+        ) from None
+    return DataSplit(train, val, 10, f"mnist:{root}", input_shape)
+
+
+def _cifar10(
+    root: Path, input_shape: tuple[int, int, int], download: bool, augment: bool, where: Location | None
+) -> DataSplit:
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    c, h, w = input_shape
+    _check_channels("cifar10", c, where)
+    resize = [] if (h, w) == (32, 32) else [T.Resize((h, w))]
+    norm = T.Normalize(CIFAR10_MEAN, CIFAR10_STD) if c == 3 else T.Normalize([0.4809], [0.2392])
+    gray = [T.Grayscale(1)] if c == 1 else []
+    train_tf = T.Compose(
+        [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), *resize, *gray, T.ToTensor(), norm]
+    )
+    val_tf = T.Compose([*resize, *gray, T.ToTensor(), norm])
+    train_tf = train_tf if augment else val_tf
+    try:
+        train = datasets.CIFAR10(str(root), train=True, transform=train_tf, download=download)
+        val = datasets.CIFAR10(str(root), train=False, transform=val_tf, download=download)
+    except (RuntimeError, OSError) as exc:
+        raise _error(
+            f"CIFAR-10 not found in '{root}'" + _detail(exc),
+            where,
+            f"expected {root}/cifar-10-batches-py/ with data_batch_1..5, test_batch and batches.meta"
+            " (the python version of the archive); `--set train.download=true` fetches it",
+        ) from None
+    return DataSplit(train, val, 10, f"cifar10:{root}", input_shape)
+
+
+def _rgb(image: Any) -> Any:  # module level: DataLoader workers pickle the transform
+    return image.convert("RGB")
+
+
+def _imagefolder(
+    root: Path, input_shape: tuple[int, int, int], augment: bool, where: Location | None
+) -> DataSplit:
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    c, h, w = input_shape
+    _check_channels("imagefolder", c, where)
+    layout = f"expected {root}/train/<class>/<image> and {root}/val/<class>/<image>, the same classes"
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
+        raise _error(f"'{root}' is not an image folder data set", where, layout)
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ([0.449], [0.226])
+    gray = [T.Grayscale(1)] if c == 1 else [T.Lambda(_rgb)]
+    train_tf = T.Compose(
+        [
+            *gray,
+            T.RandomResizedCrop((h, w), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            *([Lighting(0.1)] if c == 3 else []),
+            T.Normalize(mean, std),
+        ]
+    )
+    resize = T.Resize(round(min(h, w) * 256 / 224))  # shorter side 256 for 224 (Bag of Tricks)
+    val_tf = T.Compose([*gray, resize, T.CenterCrop((h, w)), T.ToTensor(), T.Normalize(mean, std)])
+    train_tf = train_tf if augment else val_tf
+    try:
+        train = datasets.ImageFolder(str(root / "train"), transform=train_tf)
+        val = datasets.ImageFolder(str(root / "val"), transform=val_tf)
+    except (RuntimeError, OSError, FileNotFoundError) as exc:
+        raise _error(f"cannot read the image folder '{root}' ({exc})", where, layout) from None
+    if train.classes != val.classes:
+        raise _error(f"'{root}': train and val have different classes", where, layout)
+    return DataSplit(train, val, len(train.classes), f"imagefolder:{root}", input_shape)
+
+
+def loaders(
+    split: DataSplit,
+    batch_size: int,
+    *,
+    eval_batch_size: int | None = None,
+    workers: int = 0,
+    generator: torch.Generator | None = None,
+    pin_memory: bool = False,
+) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training batches (the last partial batch dropped, so every epoch has the same number
+    of iterations) drawn with `generator`, and in-order validation batches. Workers are not
+    persistent: each epoch's workers are seeded from `generator`, so a resumed run draws the same
+    augmentations."""
+    if len(split.train) < batch_size:
+        raise SpecError(
+            Problem(
+                f"batch_size {batch_size} is larger than the training set ({len(split.train)} examples)",
+                ("train", "batch_size"),
+            )
+        )
+    train = DataLoader(
+        split.train,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        generator=generator,
+        pin_memory=pin_memory,
+    )
+    val = DataLoader(
+        split.val,
+        batch_size=eval_batch_size or batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin_memory,
+    )
+    return train, val

@@ -1,0 +1,119 @@
+"""What a training run prints. Modes: `plain` (a line per epoch), `rich` (a progress bar, then a line
+per epoch), `auto` (rich on a terminal, plain otherwise), `json` (one JSON object per line on stdout:
+events start, step, epoch, note, end), `quiet` (nothing), or any callable taking each event dict."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+Event = dict[str, Any]
+MODES = ("auto", "plain", "rich", "json", "quiet")
+
+
+def _fmt_epoch(e: Event) -> str:
+    parts = [
+        f"epoch {e['epoch']}/{e['epochs']}",
+        f"lr {e['lr']:.4g}",
+        f"train loss {e['train_loss']:.4f}",
+        f"val loss {e['val_loss']:.4f}",
+        f"top-1 {100 * e['val_top1']:.2f}%",
+        f"top-5 {100 * e['val_top5']:.2f}%",
+    ]
+    if e.get("ema_val_top1") is not None:
+        parts.append(f"EMA top-1 {100 * e['ema_val_top1']:.2f}%")
+    parts += [f"{e['images_per_s']:.0f} img/s", f"{e['time']:.1f}s"]
+    return "  ".join(parts)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf
+    return value
+
+
+class Reporter:
+    def __init__(
+        self,
+        mode: str | Callable[[Event], None] = "auto",
+        *,
+        stream: TextIO | None = None,
+    ):
+        self.callback = mode if callable(mode) else None
+        mode = "callback" if callable(mode) else mode
+        if mode not in (*MODES, "callback"):
+            raise ValueError(f"unknown log mode '{mode}' (one of {', '.join(MODES)})")
+        self.stream = stream or sys.stdout
+        if mode == "auto":
+            mode = "rich" if sys.stderr.isatty() else "plain"
+        self.mode = mode
+        self._progress: Any = None
+        self._task: Any = None
+
+    def emit(self, event: Event) -> None:
+        kind = event["event"]
+        if self.mode == "callback":
+            self.callback(event)  # type: ignore[misc]
+        elif self.mode == "json":
+            self.stream.write(json.dumps({k: _clean(v) for k, v in event.items()}) + "\n")
+            self.stream.flush()
+        elif self.mode == "quiet":
+            return
+        elif kind == "step":
+            self._step(event)
+        elif kind == "epoch":
+            self._stop_bar()
+            self._line(_fmt_epoch(event))
+        elif kind == "start":
+            self._line(
+                f"training {event['name']} on {event['data']} ({event['train_size']:,} train,"
+                f" {event['val_size']:,} val) for {event['epochs']} epoch{'s' * (event['epochs'] != 1)},"
+                f" {event['params']:,} params,"
+                f" {event['device']}, output {event['out']}"
+            )
+        elif kind == "note":
+            self._stop_bar()
+            self._line(event["message"])
+        elif kind == "end":
+            self._stop_bar()
+            self._line(
+                f"done: top-1 {100 * event['val_top1']:.2f}% (best {100 * event['best_top1']:.2f}%"
+                f" at epoch {event['best_epoch']}) in {event['time']:.1f}s; {event['out']}"
+            )
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _step(self, e: Event) -> None:
+        if self.mode != "rich":
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.4g}"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "train", total=e["steps"], epoch=e["epoch"], loss=e["loss"], lr=e["lr"]
+            )
+        self._progress.update(
+            self._task, completed=e["step_in_epoch"], epoch=e["epoch"], loss=e["loss"], lr=e["lr"]
+        )
+
+    def _stop_bar(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress, self._task = None, None
+
+    def close(self) -> None:
+        self._stop_bar()

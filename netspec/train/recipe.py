@@ -1,0 +1,176 @@
+"""The training recipe: a spec's `train:` section as a Pydantic model (this is its reference).
+
+`--set train.epochs=3` and friends reach the recipe through netspec's ordinary override mechanism
+(the spec's `train:` is a free mapping until `recipe_from_spec` validates it here), so a mistake in
+an override points at `<--set train.epochs=...>` and a mistake in the file at its line and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import Problem, SpecError, clean_pydantic_errors, did_you_mean
+from ..source import locate, locate_key
+
+REFERENCE_BATCH = 256  # linear scaling rule: lr = base_lr * batch_size / 256 (Goyal et al.; Bag of Tricks)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OptimizerConfig(_Strict):
+    """The optimizer. `lr` is the base learning rate (before linear scaling, when that is on)."""
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    nesterov: bool = False
+    weight_decay: float = Field(1e-4, ge=0)
+    no_bias_decay: bool = Field(
+        False, description="weight decay on conv and linear weights only, not on biases or BN parameters"
+    )
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimizerConfig:
+        if self.name == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs a momentum > 0")
+        return self
+
+
+class ScheduleConfig(_Strict):
+    """Per-iteration learning rate: linear warmup from 0, then cosine, step decay or constant."""
+
+    name: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: float = Field(0, ge=0, description="linear warmup from 0 over this many epochs")
+    milestones: list[int] = Field(default_factory=list, description="step: epochs at which lr *= gamma")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: the decay factor")
+
+    @model_validator(mode="after")
+    def _milestones(self) -> ScheduleConfig:
+        if self.milestones != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
+            raise ValueError("milestones must be increasing epoch numbers >= 1")
+        if self.name == "step" and not self.milestones:
+            raise ValueError("a step schedule needs `milestones` (epochs)")
+        return self
+
+
+class LabelSmoothingConfig(_Strict):
+    """`paper`: 1 - eps on the target, eps / (K - 1) on the others (Bag of Tricks, Szegedy et al.);
+    `uniform`: (1 - eps) + eps / K on the target, eps / K on the others (torch's CrossEntropyLoss)."""
+
+    eps: float = Field(0.0, ge=0, lt=1)
+    form: Literal["paper", "uniform"] = "paper"
+
+
+class Recipe(_Strict):
+    """How to train a spec: the spec's `train:` section."""
+
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(128, ge=1, le=1 << 20)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    linear_lr_scaling: bool = Field(False, description="lr = optimizer.lr * batch_size / 256")
+    label_smoothing: LabelSmoothingConfig = Field(
+        LabelSmoothingConfig(), description="a number is the eps of the paper's form"
+    )
+    mixup_alpha: float = Field(0.0, ge=0, description="mixup with lambda ~ Beta(alpha, alpha); 0 = off")
+    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="exponential moving average of weights")
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    compile: bool = False
+    seed: int = Field(0, ge=0, lt=2**63)
+    data: str = Field(
+        "digits", description="digits | synthetic[:N] | mnist:DIR | cifar10:DIR | imagefolder:DIR"
+    )
+    download: bool = Field(False, description="let torchvision download mnist / cifar10 into DIR")
+    augment: bool = Field(
+        True,
+        description="training augmentation: digits shift, cifar10 crops and flips, imagefolder"
+        " random-resized crops, flips and PCA lighting",
+    )
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="digits / synthetic: held-out fraction")
+    aux_weight: float = Field(0.3, ge=0, description="weight of each auxiliary head's loss (GoogLeNet)")
+    workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes")
+    eval_batch_size: int | None = Field(None, ge=1, description="default: batch_size")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_smoothing(cls, data: Any) -> Any:
+        # `label_smoothing: 0.1` is short for {eps: 0.1, form: paper}
+        value = data.get("label_smoothing") if isinstance(data, Mapping) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            data = {**data, "label_smoothing": {"eps": value}}
+        return data
+
+    @property
+    def lr(self) -> float:
+        """The peak learning rate after linear scaling."""
+        scale = self.batch_size / REFERENCE_BATCH if self.linear_lr_scaling else 1.0
+        return self.optimizer.lr * scale
+
+
+_OWNERS: dict[str, type[BaseModel]] = {
+    "optimizer": OptimizerConfig,
+    "schedule": ScheduleConfig,
+    "label_smoothing": LabelSmoothingConfig,
+}
+
+
+def validate_recipe(tree: Any, raw: Any = None, prefix: tuple[str | int, ...] = ("train",)) -> Recipe:
+    """A Recipe from a `train:` mapping; every problem is a SpecError located in `raw` (the spec's
+    positioned tree) under `prefix`."""
+    try:
+        return Recipe.model_validate(dict(tree or {}))
+    except ValidationError as exc:
+        problems = []
+        for loc, err in clean_pydantic_errors(exc.errors()):
+            path = (*prefix, *loc)
+            msg, hint, where = err["msg"], None, locate(raw, path) if raw is not None else None
+            if err["type"] == "extra_forbidden" and loc:
+                owner = _OWNERS.get(str(loc[0]), Recipe) if len(loc) > 1 else Recipe
+                msg = f"unknown field '{loc[-1]}'"
+                hint = did_you_mean(str(loc[-1]), owner.model_fields) or "allowed: " + ", ".join(
+                    owner.model_fields
+                )
+                where = locate_key(raw, path) if raw is not None else None
+            elif err["type"] == "missing" and loc:
+                msg = f"missing required field '{loc[-1]}'"
+            elif "input" in err and not isinstance(err["input"], dict | list):
+                msg = f"{msg} (got {err['input']!r})"
+            problems.append(Problem(msg, path, where, hint))
+        raise SpecError(problems) from None
+
+
+def recipe_from_spec(spec: Any) -> Recipe:
+    """The validated recipe of a loaded Spec (its `train:` section, overrides applied)."""
+    raw = spec.raw
+    return validate_recipe(spec.train, raw)
+
+
+def train_overrides(
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    data: str | None = None,
+    seed: int | None = None,
+) -> list[str]:
+    """Command-line shortcuts (`--epochs 3`) as `--set` overrides (`train.epochs=3`), to pass to
+    load_spec with the user's own `--set`s after them."""
+    import json
+
+    pairs = {
+        "train.epochs": epochs,
+        "train.batch_size": batch_size,
+        "train.optimizer.lr": lr,
+        "train.data": data,
+        "train.seed": seed,
+    }
+    # JSON is YAML: a path like `mnist:/d` must stay a string, not become a mapping
+    return [f"{k}={json.dumps(v)}" for k, v in pairs.items() if v is not None]

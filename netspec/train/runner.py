@@ -1,0 +1,690 @@
+"""The training loop: `train` a spec (or any classifier module) with a recipe, `evaluate` a model.
+
+A run directory holds
+- `spec.yaml` (the resolved spec) and `recipe.yaml` (the full recipe, with the effective lr);
+- `metrics.jsonl` and `metrics.csv`: a row per epoch (epoch, step, lr, train loss, val loss,
+  top-1, top-5, images/s, time; EMA metrics when EMA is on);
+- `checkpoints/epoch_NNNN.pt` after every epoch and `last.pt`, each with a `.sha256` beside it.
+A checkpoint holds model, optimizer, schedule step, grad scaler, EMA, epoch, step, the metrics so
+far and every RNG state (torch, CUDA, numpy, python, the data loader's generator), so a resumed run
+is the run that was not interrupted: bitwise on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import Location, SpecError
+from ..source import locate
+from ..spec import Spec
+from . import checkpoint as ckpt
+from .data import DataSplit, load_data, loaders
+from .ema import EMA
+from .losses import Criterion, main_logits, mixup, sample_mixup
+from .lr import LRSchedule
+from .params import make_optimizer
+from .progress import Event, Reporter
+from .recipe import Recipe, recipe_from_spec, validate_recipe
+
+CHECKPOINT_FORMAT = "netspec-train"
+CHECKPOINT_VERSION = 1
+CSV_FIELDS = [
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "images_per_s",
+    "time",
+]
+EMA_FIELDS = ["ema_val_loss", "ema_val_top1", "ema_val_top5"]
+
+
+class TrainError(Exception):
+    """A training run that cannot start or go on: an unwritable output directory, a diverged
+    (NaN/inf) loss, an unusable checkpoint, a device that is not there."""
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    history: list[dict[str, Any]]
+    model: nn.Module
+    checkpoint: Path | None
+    best_top1: float = 0.0
+    best_epoch: int = 0
+    time: float = 0.0
+    stopped_early: bool = False  # `stop_after` ended the run before the recipe's last epoch
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+@dataclass
+class _Run:
+    """Everything a checkpoint restores."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    ema: EMA | None
+    generator: torch.Generator
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- resolving the arguments
+
+
+def _resolve_spec(model_or_spec: Any, overrides: list[str] | None) -> tuple[Spec | None, nn.Module | None]:
+    if isinstance(model_or_spec, nn.Module):
+        return None, model_or_spec
+    if isinstance(model_or_spec, Spec):
+        if overrides:
+            raise TypeError("overrides apply to a spec file; pass load_spec(path, overrides) instead")
+        return model_or_spec, None
+    if isinstance(model_or_spec, str | os.PathLike):
+        from ..resolve import load_spec
+        from ..zoo import find_spec
+
+        return load_spec(find_spec(str(model_or_spec)), overrides), None
+    raise TypeError(f"train() takes a Spec, a spec path or an nn.Module, not {type(model_or_spec).__name__}")
+
+
+def _resolve_recipe(recipe: Recipe | dict[str, Any] | None, spec: Spec | None) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe is not None:
+        return validate_recipe(recipe, None)
+    return recipe_from_spec(spec) if spec is not None else Recipe()
+
+
+def _input_shape(spec: Spec) -> tuple[int, int, int]:
+    size = spec.input.size
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    return (spec.input.channels, int(h), int(w))
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise TrainError(f"unknown device '{device}' ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device '{device}' was asked for, but CUDA is not available here")
+    return dev
+
+
+def check_writable(out: Path) -> None:
+    """Create `out` and write (then remove) a file in it, before any training time is spent."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise TrainError(f"cannot write to the output directory '{out}': {exc.strerror or exc}") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    ckpt.atomic_write_bytes(path, text.encode())
+
+
+def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
+    _write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    fields = CSV_FIELDS + (EMA_FIELDS if history and "ema_val_top1" in history[0] else [])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    _write_text(out / "metrics.csv", buf.getvalue())
+
+
+def _clear_run(out: Path) -> None:
+    """Remove what an earlier run wrote (only netspec's own files)."""
+    shutil.rmtree(out / ckpt.EPOCH_DIR, ignore_errors=True)
+    for name in (ckpt.LAST, ckpt.LAST + ckpt.SUFFIX, "metrics.jsonl", "metrics.csv"):
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+
+
+def _has_run(out: Path) -> bool:
+    return (out / ckpt.LAST).exists() or bool(ckpt.epoch_checkpoints(out))
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _as_loader(data: DataLoader | Dataset | DataSplit, batch_size: int) -> DataLoader:
+    if isinstance(data, DataSplit):
+        data = data.val
+    if isinstance(data, DataLoader):
+        return data
+    return DataLoader(data, batch_size=batch_size, shuffle=False)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: DataLoader | Dataset | DataSplit,
+    *,
+    device: str | torch.device | None = None,
+    batch_size: int = 256,
+    amp: str = "none",
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """Top-1 and top-5 accuracy and mean cross-entropy of `model` (in eval mode) on `data` (a
+    DataSplit's val set, a Dataset or a DataLoader). The model's training mode is restored."""
+    dev = next(model.parameters()).device if device is None else _device(device)
+    loader = _as_loader(data, batch_size)
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    top1 = torch.zeros((), dtype=torch.long, device=dev)
+    top5 = torch.zeros((), dtype=torch.long, device=dev)
+    n = 0
+    try:
+        for x, y in loader:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(dev, amp):
+                logits = main_logits(model(x))
+            logits = logits.float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+            k = min(5, logits.shape[1])
+            best = logits.topk(k, dim=1).indices
+            hit = best == y.unsqueeze(1)
+            top1 += hit[:, 0].sum()
+            top5 += hit.any(dim=1).sum()
+            n += y.shape[0]
+    finally:
+        model.train(was_training)
+    if n == 0:
+        return {"loss": float("nan"), "top1": 0.0, "top5": 0.0, "n": 0}
+    return {
+        "loss": float(loss_sum) / n,
+        "top1": int(top1) / n,
+        "top5": int(top5) / n,
+        "n": n,
+    }
+
+
+def _autocast(dev: torch.device, amp: str) -> Any:
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=dev.type, dtype=dtype)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _state(run: _Run, recipe: Recipe, name: str) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "name": name,
+        "recipe": recipe.model_dump(mode="json"),
+        "epoch": run.epoch,
+        "step": run.step,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": {"step": run.step},
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "rng": ckpt.rng_state(run.generator),
+        "history": run.history,
+    }
+
+
+def _restore(run: _Run, state: dict[str, Any], path: Path) -> None:
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainError(f"{path} is not a netspec training checkpoint")
+    try:
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        if run.scaler is not None and state.get("scaler"):
+            run.scaler.load_state_dict(state["scaler"])
+        if run.ema is not None:
+            run.ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise TrainError(f"{path} does not fit this model and recipe: {exc}") from None
+    run.epoch, run.step = int(state["epoch"]), int(state["step"])
+    run.history = [dict(row) for row in state.get("history", [])]
+    ckpt.set_rng_state(state["rng"], run.generator)
+
+
+def _recipe_changes(saved: dict[str, Any], recipe: Recipe) -> list[str]:
+    now = recipe.model_dump(mode="json")
+    return [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now if saved.get(k) != now[k]]
+
+
+# ---------------------------------------------------------------- training
+
+
+def train(
+    model_or_spec: Spec | str | os.PathLike[str] | nn.Module,
+    recipe: Recipe | dict[str, Any] | None = None,
+    *,
+    data: str | DataSplit | None = None,
+    out: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "auto",
+    resume: bool | str | os.PathLike[str] = False,
+    log: str | Callable[[Event], None] = "auto",
+    log_every: int = 10,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+    keep_checkpoints: int | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+) -> TrainResult:
+    """Train a spec (a Spec, a spec file or zoo name with `overrides`, or a built nn.Module with
+    `input_shape` when `data` is a name) with `recipe` (default: the spec's `train:` section).
+
+    data: a data set name (default: the recipe's `data`, `digits` unless set) or a DataSplit.
+    out: the run directory (default `runs/<spec name>`); refused if it holds a run, unless `resume`
+    (continue from its newest usable checkpoint; or a checkpoint file) or `overwrite`.
+    log: auto | plain | rich | json | quiet, or a callable receiving each event dict; step events
+    come every `log_every` iterations. stop_after: end after this epoch (as an interruption would).
+    keep_checkpoints: keep only the newest N per-epoch checkpoints (default: all).
+    Raises SpecError for mistakes in the spec or recipe, TrainError when the run cannot go on.
+    """
+    started = time.perf_counter()
+    spec, given_model = _resolve_spec(model_or_spec, overrides)
+    recipe = _resolve_recipe(recipe, spec)
+    name = spec.name if spec is not None else type(given_model).__name__.lower()
+    dev = _device(device)
+    if recipe.amp == "fp16" and dev.type != "cuda":
+        raise TrainError("amp fp16 needs a CUDA device; use `amp: bf16` or `amp: none` on CPU")
+    out_dir = Path(out) if out is not None else Path("runs") / name
+    check_writable(out_dir)
+    replace = _has_run(out_dir) and not resume
+    if replace and not overwrite:
+        raise TrainError(
+            f"'{out_dir}' already holds a training run; resume it (--resume), overwrite it"
+            " (overwrite=True), or choose another output directory (--out)"
+        )
+    reporter = Reporter(log)
+
+    # data
+    where: Location | None = locate(spec.raw, ("train", "data")) if spec is not None else None
+    if isinstance(data, DataSplit):
+        split = data
+    else:
+        shape = _input_shape(spec) if spec is not None else input_shape
+        if shape is None:
+            raise TypeError("train(model, data=NAME) needs input_shape=(C, H, W) when given a module")
+        split = load_data(
+            data or recipe.data,
+            shape,
+            classes=spec.classes if spec is not None else None,
+            val_fraction=recipe.val_fraction,
+            download=recipe.download,
+            augment=recipe.augment,
+            where=where,
+        )
+
+    # model, optimizer, loaders: built identically for a fresh and a resumed run
+    _seed_all(recipe.seed)
+    if given_model is None:
+        from ..torch_backend import build
+
+        seed = spec.init.seed if spec.init.seed is not None else recipe.seed
+        model = build(spec, seed=seed)
+    else:
+        model = given_model
+    model = model.to(dev)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    train_loader, val_loader = loaders(
+        split,
+        recipe.batch_size,
+        eval_batch_size=recipe.eval_batch_size,
+        workers=recipe.workers,
+        generator=generator,
+        pin_memory=dev.type == "cuda",
+    )
+    iters = len(train_loader)
+    schedule = LRSchedule.from_recipe(recipe, iters)
+    run = _Run(
+        model=model,
+        optimizer=make_optimizer(model, recipe),
+        scaler=torch.amp.GradScaler("cuda") if recipe.amp == "fp16" else None,
+        ema=EMA(model, recipe.ema_decay) if recipe.ema_decay else None,
+        generator=generator,
+    )
+    last_good: Path | None = None
+    if resume:
+        last_good = _resume(run, recipe, out_dir, resume, dev, reporter)
+    try:
+        if replace:  # only now that the spec, the data and the model are known to be good
+            _clear_run(out_dir)
+        if spec is not None:
+            spec_doc = spec.model_dump(mode="json", exclude_defaults=True, by_alias=False)
+            _write_text(out_dir / "spec.yaml", _yaml(spec_doc))
+        recipe_doc = {**recipe.model_dump(mode="json"), "effective_lr": recipe.lr, "iters_per_epoch": iters}
+        _write_text(out_dir / "recipe.yaml", _yaml(recipe_doc))
+    except OSError as exc:
+        raise TrainError(f"writing the run to '{out_dir}' failed: {exc}") from None
+
+    fwd: Callable[..., Any] = torch.compile(model) if recipe.compile else model
+    criterion = Criterion(recipe)
+    params = sum(p.numel() for p in model.parameters())
+    reporter.emit(
+        {
+            "event": "start",
+            "name": name,
+            "data": split.name,
+            "train_size": len(split.train),
+            "val_size": len(split.val),
+            "epochs": recipe.epochs,
+            "start_epoch": run.epoch + 1,
+            "iters_per_epoch": iters,
+            "params": params,
+            "device": str(dev),
+            "out": str(out_dir),
+        }
+    )
+    sync_every = 1 if dev.type == "cpu" else max(1, log_every)
+    end_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
+    try:
+        for epoch in range(run.epoch + 1, end_epoch + 1):
+            row = _train_epoch(
+                run,
+                fwd,
+                criterion,
+                schedule,
+                recipe,
+                train_loader,
+                epoch,
+                dev,
+                reporter,
+                sync_every,
+                log_every,
+                last_good,
+            )
+            t_eval = time.perf_counter()
+            ev = evaluate(model, val_loader, device=dev, amp=recipe.amp, channels_last=recipe.channels_last)
+            row.update(val_loss=ev["loss"], val_top1=ev["top1"], val_top5=ev["top5"])
+            if run.ema is not None:
+                ee = evaluate(run.ema.module, val_loader, device=dev, amp=recipe.amp)
+                row.update(ema_val_loss=ee["loss"], ema_val_top1=ee["top1"], ema_val_top5=ee["top5"])
+            row["time"] = row["time"] + (time.perf_counter() - t_eval)
+            run.epoch = epoch
+            run.history.append(row)
+            data_bytes = ckpt.serialize(_state(run, recipe, name))
+            ckpt.save_checkpoint(ckpt.epoch_path(out_dir, epoch), data_bytes)
+            ckpt.save_checkpoint(out_dir / ckpt.LAST, data_bytes)
+            last_good = out_dir / ckpt.LAST
+            if keep_checkpoints is not None:
+                ckpt.prune(out_dir, max(1, keep_checkpoints))
+            _write_metrics(out_dir, run.history)
+            reporter.emit({"event": "epoch", "epochs": recipe.epochs, **row})
+    except OSError as exc:
+        reporter.close()
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+        raise TrainError(f"writing the run to '{out_dir}' failed: {what}") from None
+    finally:
+        reporter.close()
+
+    best = max(run.history, key=lambda r: r["val_top1"], default=None)
+    result = TrainResult(
+        out=out_dir,
+        history=run.history,
+        model=model,
+        checkpoint=last_good,
+        best_top1=best["val_top1"] if best else 0.0,
+        best_epoch=best["epoch"] if best else 0,
+        time=time.perf_counter() - started,
+        stopped_early=end_epoch < recipe.epochs,
+    )
+    if run.history:
+        reporter.emit(
+            {
+                "event": "end",
+                "val_top1": run.history[-1]["val_top1"],
+                "best_top1": result.best_top1,
+                "best_epoch": result.best_epoch,
+                "epochs_done": run.epoch,
+                "time": result.time,
+                "out": str(out_dir),
+                "checkpoint": str(last_good) if last_good else None,
+            }
+        )
+    return result
+
+
+def _yaml(doc: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(doc, sort_keys=False, width=100)
+
+
+def _resume(
+    run: _Run,
+    recipe: Recipe,
+    out_dir: Path,
+    resume: bool | str | os.PathLike[str],
+    dev: torch.device,
+    reporter: Reporter,
+) -> Path | None:
+    try:
+        if resume is True:
+            found = ckpt.load_latest(out_dir, map_location=dev)
+        else:
+            path = Path(resume)
+            found = (path, ckpt.load_checkpoint(path, map_location=dev), [])
+    except ckpt.CheckpointError as exc:
+        raise TrainError(str(exc)) from None
+    if found is None:
+        reporter.emit({"event": "note", "message": f"no checkpoint in '{out_dir}': starting from scratch"})
+        return None
+    path, state, skipped = found
+    for why in skipped:
+        reporter.emit({"event": "note", "message": f"skipped {why}"})
+    changes = _recipe_changes(state.get("recipe", {}), recipe)
+    if changes:
+        message = "the recipe changed since the checkpoint: " + "; ".join(changes)
+        reporter.emit({"event": "note", "message": message})
+    _restore(run, state, path)
+    reporter.emit({"event": "note", "message": f"resumed from {path} (epoch {run.epoch}, step {run.step})"})
+    return path
+
+
+def _train_epoch(
+    run: _Run,
+    fwd: Callable[..., Any],
+    criterion: Criterion,
+    schedule: LRSchedule,
+    recipe: Recipe,
+    loader: DataLoader,
+    epoch: int,
+    dev: torch.device,
+    reporter: Reporter,
+    sync_every: int,
+    log_every: int,
+    last_good: Path | None,
+) -> dict[str, Any]:
+    model, opt, scaler = run.model, run.optimizer, run.scaler
+    model.train()
+    t0 = time.perf_counter()
+    total = torch.zeros((), dtype=torch.float64, device=dev)  # loss sum over the epoch
+    window = torch.zeros((), dtype=torch.float64, device=dev)  # since the last step event
+    n_window = n_images = 0
+    steps = len(loader)
+    lr = schedule(run.step)
+    for i, (x, y) in enumerate(loader):
+        lr = schedule(run.step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        if recipe.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y2, lam = None, 1.0
+        if recipe.mixup_alpha > 0:
+            lam = sample_mixup(recipe.mixup_alpha)
+            x, y, y2 = mixup(x, y, lam)
+        with _autocast(dev, recipe.amp):
+            output = fwd(x)
+        loss = criterion(output, y, y2, lam)
+        detached = loss.detach().double()
+        if (i + 1) % sync_every == 0 or i + 1 == steps:
+            _check_finite(float(detached), epoch, i, steps, last_good)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if recipe.grad_clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            if recipe.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+        if run.ema is not None:
+            run.ema.update(model)
+        run.step += 1
+        total += detached
+        window += detached
+        n_window += 1
+        n_images += y.shape[0]
+        if (i + 1) % log_every == 0:
+            mean = float(window) / n_window
+            _check_finite(mean, epoch, i, steps, last_good)
+            reporter.emit(
+                {
+                    "event": "step",
+                    "epoch": epoch,
+                    "step": run.step,
+                    "step_in_epoch": i + 1,
+                    "steps": steps,
+                    "loss": mean,
+                    "lr": lr,
+                }
+            )
+            window.zero_()
+            n_window = 0
+    train_loss = float(total) / max(1, steps)
+    _check_finite(train_loss, epoch, steps - 1, steps, last_good)
+    elapsed = time.perf_counter() - t0
+    return {
+        "epoch": epoch,
+        "step": run.step,
+        "lr": lr,
+        "train_loss": train_loss,
+        "images_per_s": n_images / elapsed if elapsed > 0 else 0.0,
+        "time": elapsed,
+    }
+
+
+def _check_finite(value: float, epoch: int, i: int, steps: int, last_good: Path | None) -> None:
+    if math.isfinite(value):
+        return
+    kept = (
+        f"the last good checkpoint, {last_good}, is kept"
+        if last_good is not None
+        else "no checkpoint was written yet"
+    )
+    raise TrainError(
+        f"the training loss is {value} at epoch {epoch}, iteration {i + 1} of {steps}: training"
+        f" stopped; {kept} (lower the learning rate, add warmup or `grad_clip`, then resume)"
+    )
+
+
+# ---------------------------------------------------------------- evaluating a checkpoint
+
+
+def evaluate_checkpoint(
+    model_or_spec: Spec | str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    *,
+    data: str | DataSplit | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int | None = None,
+    ema: bool = False,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Metrics (loss, top1, top5, n) of a checkpoint (a file, or a run directory: its newest usable
+    checkpoint) on the validation split of `data` (default: the recipe's). `ema` evaluates the
+    checkpoint's EMA weights. Adds `checkpoint` (the file used) and `epoch` to the metrics."""
+    spec, _ = _resolve_spec(model_or_spec, overrides)
+    if spec is None:
+        raise TypeError("evaluate_checkpoint takes a spec (a Spec or a spec file)")
+    recipe = recipe_from_spec(spec)
+    dev = _device(device)
+    path = Path(checkpoint)
+    try:
+        if path.is_dir():
+            found = ckpt.load_latest(path, map_location=dev)
+            if found is None:
+                raise TrainError(f"'{path}' holds no checkpoint")
+            path, state, _ = found
+        else:
+            state = ckpt.load_checkpoint(path, map_location=dev)
+    except ckpt.CheckpointError as exc:
+        raise TrainError(str(exc)) from None
+    key = "ema" if ema else "model"
+    weights = state.get(key) if isinstance(state, dict) else None
+    if weights is None:
+        raise TrainError(f"{path} has no {'EMA ' if ema else ''}model weights")
+    from ..torch_backend import build
+
+    model = build(spec, seed=0)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise TrainError(f"{path} does not fit the spec '{spec.name}': {exc}") from None
+    model = model.to(dev)
+    if isinstance(data, DataSplit):
+        split = data
+    else:
+        split = load_data(
+            data or recipe.data,
+            _input_shape(spec),
+            classes=spec.classes,
+            val_fraction=recipe.val_fraction,
+            download=recipe.download,
+            where=locate(spec.raw, ("train", "data")),
+        )
+    val = _as_loader(split.val, batch_size or recipe.eval_batch_size or recipe.batch_size)
+    metrics: dict[str, Any] = evaluate(model, val, device=dev, amp=recipe.amp)
+    metrics.update(checkpoint=str(path), epoch=int(state.get("epoch", 0)))
+    return metrics
+
+
+__all__ = ["SpecError", "TrainError", "TrainResult", "evaluate", "evaluate_checkpoint", "train"]
