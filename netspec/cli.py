@@ -48,6 +48,18 @@ def usage_error(message: str) -> None:
     raise typer.Exit(2)
 
 
+def write_or_print(text: str, output: Path | None, note: str = "") -> None:
+    """Write `text` to `output`, or to stdout when no file is given."""
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        usage_error(f"cannot write {output}: {exc.strerror}")
+    typer.echo(f"wrote {output}{note}")
+
+
 def _input_overrides(text: str | None) -> list[str]:
     if not text:
         return []
@@ -268,14 +280,7 @@ def export(
         fail(exc)
     except ExportError as exc:
         usage_error(f"cannot export: {exc}")
-    if output is None:
-        typer.echo(text, nl=False)
-        return
-    try:
-        output.write_text(text)
-    except OSError as exc:
-        usage_error(f"cannot write {output}: {exc.strerror}")
-    typer.echo(f"wrote {output} ({len(text.splitlines())} lines)")
+    write_or_print(text, output, f" ({len(text.splitlines())} lines)")
 
 
 def _train_error(exc: Exception) -> None:
@@ -367,15 +372,7 @@ def schema(
     """
     from .schema import schema_json
 
-    text = schema_json()
-    if output is None:
-        typer.echo(text, nl=False)
-        return
-    try:
-        output.write_text(text)
-    except OSError as exc:
-        usage_error(f"cannot write {output}: {exc.strerror}")
-    typer.echo(f"wrote {output}")
+    write_or_print(schema_json(), output)
 
 
 @app.command()

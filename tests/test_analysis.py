@@ -18,20 +18,14 @@ from torch import nn
 import netspec
 from netspec.analysis import Analysis
 
-from .conftest import fvcore_macs, n_params
+from .conftest import fvcore_analysis, fvcore_macs, n_params
 
 
 def fvcore_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
     """fvcore's per-module MAC counts (eval mode, one sample)."""
-    from fvcore.nn import FlopCountAnalysis
-
-    model = model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fca = FlopCountAnalysis(model, torch.randn(1, *input_shape))
-        fca.unsupported_ops_warnings(False)
-        fca.uncalled_modules_warnings(False)
-        return {k: int(v) for k, v in fca.by_module().items()}
+        return {k: int(v) for k, v in fvcore_analysis(model, input_shape).by_module().items()}
 
 
 def forward_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, tuple], tuple]:
