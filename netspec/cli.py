@@ -114,14 +114,31 @@ def report(
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown.")] = Format.table,
     depth: Annotated[int | None, typer.Option("--depth", "-d", help="Nesting levels to show.")] = None,
     set_: SetOption = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Build the module and compare every layer with fvcore and FlopCounterMode; exit 1 "
+            "if any disagree.",
+        ),
+    ] = False,
 ) -> None:
     """Per-layer shapes, parameters, MACs, FLOPs, memory and receptive field, with totals.
 
-    Example: `netspec report specs/resnet50.yaml --input 3x160x160 --format json`
+    `--check` builds the module instead and compares each layer's MACs with fvcore's
+    FlopCountAnalysis (`.by_module()`, eval mode, one sample) and with torch's FlopCounterMode
+    (which counts FLOPs = 2 x MACs for conv and linear only, so every other layer must show 0 there);
+    it prints each disagreeing layer and exits 1 if there is any, 0 if all agree.
+
+    Example: `netspec report specs/resnet50.yaml --input 3x160x160 --format json`,
+    `netspec report resnet50_d --check`
     """
     from .analysis import analyze
     from .report import print_table, to_json, to_markdown
 
+    if check:
+        _report_check(spec, set_, input_size, format)
+        return
     try:
         a = analyze(load(spec, set_, input_size))
     except SpecError as exc:
@@ -132,6 +149,23 @@ def report(
         typer.echo(to_markdown(a, depth))
     else:
         print_table(a, depth)
+
+
+def _report_check(spec: str, set_: list[str] | None, input_size: str | None, format: Format) -> None:
+    import json
+
+    from .check import check_counts, format_check
+
+    try:
+        result = check_counts(load(spec, set_, input_size))
+    except SpecError as exc:
+        fail(exc)
+    if format == Format.json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        typer.echo(format_check(result))
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -373,6 +407,134 @@ def schema(
     from .schema import schema_json
 
     write_or_print(schema_json(), output)
+
+
+@app.command()
+def diff(
+    spec_a: Annotated[str, typer.Argument(help="The first spec (file or zoo name).")],
+    spec_b: Annotated[str, typer.Argument(help="The second spec (file or zoo name).")],
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown.")] = Format.table,
+    depth: Annotated[int | None, typer.Option("--depth", "-d", help="Nesting levels to show.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """What changes from spec A to spec B: layers (by module path) only in one, layers whose output
+    shape, params or MACs change, totals with absolute and relative deltas, and the state_dict keys
+    that appear, vanish, move or change shape (computed on the meta device). `--set` applies to both.
+
+    Example: `netspec diff resnet50_b resnet50_d`, `netspec diff resnet50 resnet50 --set stages.2.depth=8`
+    """
+    from .diff import diff_specs, print_table, to_json, to_markdown
+
+    try:
+        d = diff_specs(load(spec_a, set_), load(spec_b, set_))
+    except SpecError as exc:
+        fail(exc)
+    if format == Format.json:
+        typer.echo(to_json(d, depth))
+    elif format == Format.markdown:
+        typer.echo(to_markdown(d, depth))
+    else:
+        print_table(d, depth)
+
+
+@app.command()
+def diagram(
+    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="net.svg, net.png, net.pdf (need Graphviz) or net.dot.")
+    ],
+    depth: Annotated[
+        int | None, typer.Option("--depth", "-d", help="Draw containers below this level as one node.")
+    ] = None,
+    collapse: Annotated[
+        bool, typer.Option("--collapse", help="Draw a stage's repeated blocks as one node 'xN'.")
+    ] = False,
+    input_size: InputOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Draw the architecture as a Graphviz diagram: stages as clusters, branches and residual
+    shortcuts as edges, output shapes on the edges.
+
+    netspec writes the DOT itself; `.svg`/`.png`/`.pdf` are rendered with Graphviz's `dot` binary
+    when it is installed; without it the `.dot` file is written and the command says how to install
+    Graphviz (exit 0). Example: `netspec diagram resnet50 -o resnet50.svg --depth 1`
+    """
+    from .diagram import INSTALL_HINT, render, to_dot
+
+    try:
+        text = to_dot(load(spec, set_, input_size), depth=depth, collapse=collapse)
+    except SpecError as exc:
+        fail(exc)
+    try:
+        path = render(text, output)
+    except OSError as exc:
+        usage_error(f"cannot write {output}: {exc.strerror or exc}")
+    except RuntimeError as exc:
+        typer.echo(f"error: dot failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if path != output:
+        typer.echo(f"wrote {path} (not {output.name}): {INSTALL_HINT}")
+    else:
+        typer.echo(f"wrote {path}")
+
+
+NEW_SPEC_TEMPLATE = """\
+# yaml-language-server: $schema={schema}
+# {name}: derived from the zoo spec {base} (see `netspec explain {name}.yaml` for the resolved spec).
+# Fields one usually changes (uncomment and edit; everything else is inherited):
+#   description: "..."
+#   input: {{channels: 3, size: 224}}
+#   classes: 1000
+#   tricks: [resnet_b, resnet_c, resnet_d, zero_gamma]
+#   stages:
+#     - {{block: bottleneck, depth: 3, out: 256, name: layer1}}
+#   init: {{seed: 0}}
+#   train: {{epochs: 10, batch_size: 64, optimizer: {{name: sgd, lr: 0.1}}}}
+extends: {extends}
+name: {name}
+"""
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="Name of the new spec (also its file name).")],
+    from_: Annotated[str, typer.Option("--from", help="The zoo spec (or spec file) to extend.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: NAME.yaml).")
+    ] = None,
+) -> None:
+    """Start a new spec that `extends` a zoo spec: the schema line, the new name, and a comment of the
+    fields one usually changes. Never overwrites an existing file (exit 2).
+
+    Example: `netspec new my_resnet --from resnet50` then `netspec report my_resnet.yaml`
+    """
+    import os.path
+    import re
+
+    from .zoo import find_spec, zoo_dir
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
+        usage_error(f"'{name}' is not a spec name: use letters, digits, _ . - (no spaces or slashes)")
+    base = find_spec(from_)
+    if not base.is_file():
+        usage_error(f"--from '{from_}': no such spec file or zoo spec (see `netspec zoo`)")
+    path = output if output is not None else Path(f"{name}.yaml")
+    if path.exists():
+        usage_error(f"{path} exists: not overwriting it (pick another name or -o FILE)")
+    folder = path.resolve().parent
+    schema = Path(zoo_dir()).parent / "netspec.schema.json"
+    text = NEW_SPEC_TEMPLATE.format(
+        schema=os.path.relpath(schema, folder) if schema.exists() else "netspec.schema.json",
+        name=name,
+        base=base.stem,
+        extends=os.path.relpath(base.resolve(), folder),
+    )
+    try:
+        with path.open("x") as f:
+            f.write(text)
+    except OSError as exc:
+        usage_error(f"cannot write {path}: {exc.strerror}")
+    typer.echo(f"wrote {path} (extends {base.stem}); check it with `netspec report {path}`")
 
 
 @app.command()

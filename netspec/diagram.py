@@ -1,0 +1,256 @@
+"""Architecture diagrams as Graphviz DOT, written by netspec itself (no graphviz Python package).
+
+Stages and blocks are clusters; parallel branches fan out from one input and meet in a concat node;
+residual shortcuts are edges (dashed for identity) into an add node; every edge carries the shape of
+the tensor it moves (C x H x W). A conv followed by its batch norm and activation is one node.
+`depth` draws containers deeper than that level as single nodes; `collapse` draws the repeated
+blocks of a stage (consecutive blocks of one kind) as one node labelled "xN".
+`render` calls the `dot` binary when it is installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
+from .layers import KINDS
+from .layers.activation import Activation
+from .lower import lower
+from .spec import Spec
+
+INSTALL_HINT = (
+    "Graphviz's `dot` is not installed: render the file with `dot -Tsvg FILE.dot -o FILE.svg` after "
+    "installing it (apt-get install graphviz, brew install graphviz, conda install graphviz, or "
+    "https://graphviz.org/download/), or paste it into an online viewer."
+)
+
+Port = tuple[str, tuple[int, ...]]  # (node id, shape of the tensor it outputs)
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _shape(s: tuple[int, ...]) -> str:
+    return "x".join(map(str, s))
+
+
+def _is_act(node: Node) -> bool:
+    return isinstance(node, LayerNode) and isinstance(KINDS.get(node.kind), Activation)
+
+
+def _is_block(node: Node) -> bool:
+    return isinstance(node, (ResidualNode, ParallelNode)) or (
+        isinstance(node, SeqNode) and node.role == "block"
+    )
+
+
+def _block_key(node: Node) -> tuple:
+    return (type(node).__name__, getattr(node, "block", None))
+
+
+def _layer_desc(node: LayerNode) -> str:
+    w = node.window
+    if node.kind in ("conv", "maxpool", "avgpool") and not w.is_global:
+        k = w.kernel[0] if w.kernel[0] == w.kernel[1] else f"{w.kernel[0]}x{w.kernel[1]}"
+        k = f"{k}x{k}" if isinstance(k, int) else k
+        s = w.stride[0] if w.stride[0] == w.stride[1] else f"{w.stride[0]}x{w.stride[1]}"
+        desc = f"{node.kind} {k}" + (f" /{s}" if s != 1 else "")
+        return f"{desc}, {node.out_shape[0]}" if node.kind == "conv" else desc
+    if w.is_global:
+        return f"global {node.kind}"
+    return node.kind
+
+
+class _Writer:
+    def __init__(self, depth: int | None, collapse: bool) -> None:
+        self.depth = depth
+        self.collapse = collapse
+        self.lines: list[str] = []
+        self.edges: list[str] = []  # written after every cluster: an edge inside a subgraph would pull
+        # its nodes into that cluster
+        self.indent = 1
+        self.count = 0
+        self.clusters = 0
+
+    def out(self, line: str) -> None:
+        self.lines.append("  " * self.indent + line)
+
+    def new_node(self, label: str, **attrs: str) -> str:
+        self.count += 1
+        nid = f"n{self.count}"
+        extra = "".join(f", {k}={v}" for k, v in attrs.items())
+        self.out(f"{nid} [label={_q(label)}{extra}];")
+        return nid
+
+    def edge(self, src: Port, dst: str, **attrs: str) -> None:
+        extra = "".join(f", {k}={v}" for k, v in attrs.items())
+        self.edges.append(f"  {src[0]} -> {dst} [label={_q(_shape(src[1]))}{extra}];")
+
+    def connect(self, inputs: list[Port], dst: str, **attrs: str) -> None:
+        for p in inputs:
+            self.edge(p, dst, **attrs)
+
+    def open_cluster(self, label: str, style: str = "rounded", color: str = "gray50") -> None:
+        self.clusters += 1
+        self.out(f"subgraph cluster_{self.clusters} {{")
+        self.indent += 1
+        self.out(f"label={_q(label)}; style={_q(style)}; color={_q(color)}; fontname=Helvetica;")
+
+    def close_cluster(self) -> None:
+        self.indent -= 1
+        self.out("}")
+
+    # -- nodes ------------------------------------------------------------------------------------
+
+    def seq(self, nodes: list[Node], inputs: list[Port], depth: int) -> list[Port]:
+        i = 0
+        while i < len(nodes):
+            node = nodes[i]
+            if isinstance(node, LayerNode) and node.kind == "conv":
+                j = i + 1
+                if j < len(nodes) and isinstance(nodes[j], LayerNode) and nodes[j].kind == "batchnorm":
+                    j += 1
+                if j < len(nodes) and _is_act(nodes[j]):
+                    j += 1
+                if j > i + 1:
+                    inputs = self.fused(nodes[i:j], inputs)
+                    i = j
+                    continue
+            if self.collapse and _is_block(node):
+                j = i + 1
+                while j < len(nodes) and _is_block(nodes[j]) and _block_key(nodes[j]) == _block_key(node):
+                    j += 1
+                if j - i > 1:
+                    inputs = self.collapsed(nodes[i:j], inputs)
+                    i = j
+                    continue
+            inputs = self.node(node, inputs, depth)
+            i += 1
+        return inputs
+
+    def fused(self, group: list[Node], inputs: list[Port]) -> list[Port]:
+        conv = group[0]
+        assert isinstance(conv, LayerNode)
+        rest = " + ".join("bn" if n.kind == "batchnorm" else n.kind for n in group[1:])  # type: ignore[attr-defined]
+        label = f"{conv.path}\n{_layer_desc(conv)}\n+ {rest}"
+        nid = self.new_node(label, shape="box", style='"rounded,filled"', fillcolor='"#dbe8f7"')
+        self.connect(inputs, nid)
+        return [(nid, group[-1].out_shape)]
+
+    def collapsed(self, group: list[Node], inputs: list[Port]) -> list[Port]:
+        first, last = group[0], group[-1]
+        kind = getattr(first, "block", None) or "block"
+        name = f"{first.path} .. {last.name}"
+        label = f"{name}\n{kind} x{len(group)}"
+        nid = self.new_node(label, shape="box3d", style="filled", fillcolor='"#f3e3c3"')
+        self.connect(inputs, nid)
+        return [(nid, last.out_shape)]
+
+    def opaque(self, node: Node, kind: str, inputs: list[Port]) -> list[Port]:
+        nid = self.new_node(f"{node.path}\n{kind}", shape="box", style="filled", fillcolor='"#f3e3c3"')
+        self.connect(inputs, nid)
+        return [(nid, node.out_shape)]
+
+    def node(self, node: Node, inputs: list[Port], depth: int) -> list[Port]:
+        if isinstance(node, LayerNode):
+            nid = self.new_node(f"{node.path}\n{_layer_desc(node)}", shape="box", style="rounded")
+            self.connect(inputs, nid)
+            return [(nid, node.out_shape)]
+        kind = getattr(node, "block", None) or getattr(node, "role", "") or type(node).__name__
+        if self.depth is not None and depth > self.depth:
+            return self.opaque(node, kind, inputs)
+        if isinstance(node, AuxNode):
+            self.open_cluster(f"{node.path} (aux, training only)", style="dashed", color="gray60")
+            self.seq(node.children, inputs, depth + 1)
+            self.close_cluster()
+            return inputs  # the main path passes through
+        if isinstance(node, SeqNode):
+            if node.role in ("stage", "block"):
+                self.open_cluster(f"{node.path}: {kind}" if node.role == "block" else node.path)
+                out = self.seq(node.children, inputs, depth + 1)
+                self.close_cluster()
+                return out
+            return self.seq(node.children, inputs, depth + 1)
+        if isinstance(node, ResidualNode):
+            self.open_cluster(f"{node.path}: {kind}")
+            body = self.seq(node.body, inputs, depth + 1)
+            if node.shortcut is not None:
+                self.open_cluster(node.shortcut.path, style="dotted")
+                short = self.seq(node.shortcut.children, inputs, depth + 2)
+                self.close_cluster()
+                shortcut_style = {"color": "firebrick"}
+            else:
+                short = inputs
+                shortcut_style = {"style": "dashed", "color": "firebrick"}
+            merge = self.new_node(node.merge, shape="circle", width="0.3", fontsize="10")
+            self.connect(body, merge)
+            self.connect(short, merge, **shortcut_style)
+            out = self.seq(
+                node.after, [(merge, node.after[0].in_shape if node.after else node.out_shape)], depth + 1
+            )
+            self.close_cluster()
+            return out
+        if isinstance(node, ParallelNode):
+            self.open_cluster(f"{node.path}: {kind}")
+            tails: list[Port] = []
+            for branch in node.branches:
+                tails += self.seq(branch.children, inputs, depth + 2)
+            merge = self.new_node(node.merge, shape="circle", width="0.3", fontsize="10")
+            self.connect(tails, merge)
+            out = self.seq(
+                node.after, [(merge, node.after[0].in_shape if node.after else node.out_shape)], depth + 1
+            )
+            self.close_cluster()
+            return out
+        raise TypeError(type(node))  # pragma: no cover
+
+
+def to_dot(spec: Spec, *, depth: int | None = None, collapse: bool = False,
+           input_size: int | tuple[int, int] | None = None) -> str:  # fmt: skip
+    """The DOT source of a spec's architecture diagram."""
+    size = (input_size, input_size) if isinstance(input_size, int) else input_size
+    root = lower(spec, size)
+    w = _Writer(depth, collapse)
+    inp = w.new_node(f"input\n{_shape(root.in_shape)}", shape="oval", style="filled", fillcolor='"#e0f0e0"')
+    tails = w.seq(root.children, [(inp, root.in_shape)], 0)
+    out = w.new_node(f"output\n{_shape(root.out_shape)}", shape="oval", style="filled", fillcolor='"#e0f0e0"')
+    w.connect(tails, out)
+    header = [
+        f"digraph {_q(spec.name)} {{",
+        "  graph [rankdir=TB, fontname=Helvetica, nodesep=0.25, ranksep=0.3, compound=true];",
+        "  node [fontname=Helvetica, fontsize=11];",
+        "  edge [fontname=Helvetica, fontsize=9, color=gray30];",
+        f"  label={_q(f'{spec.name} (edges: output shape C x H x W)')}; labelloc=t;",
+    ]
+    return "\n".join([*header, *w.lines, *w.edges, "}"]) + "\n"
+
+
+def dot_binary() -> str | None:
+    return shutil.which("dot")
+
+
+def render(dot_text: str, output: Path) -> Path:
+    """Write `output`: the DOT text for .dot/.gv, else the `dot` binary's rendering (svg, png, pdf).
+    Without `dot`, writes OUTPUT.dot instead and returns that path."""
+    suffix = output.suffix.lower().lstrip(".")
+    if suffix in ("dot", "gv", ""):
+        output.write_text(dot_text)
+        return output
+    binary = dot_binary()
+    if binary is None:
+        path = output.with_suffix(".dot")
+        path.write_text(dot_text)
+        return path
+    proc = subprocess.run(
+        [binary, f"-T{suffix}", "-o", str(output)],
+        input=dot_text,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip() or f"dot exited with {proc.returncode}")
+    return output
