@@ -336,7 +336,11 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="train.seed")] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its last checkpoint (automatic when torchrun restarts it).",
+        ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final metrics.")] = False,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per event on stdout.")] = False,
@@ -346,6 +350,8 @@ def train(
 
     With no --data it trains on scikit-learn's bundled digits (no download).
     Example: `netspec train specs/lenet5.yaml`, `netspec train resnet20_cifar --data cifar10:DIR --epochs 5`
+
+    Data-parallel: `torchrun --nproc_per_node 8 -m netspec.cli train SPEC ...` (batch_size per process).
     """
     from .train import TrainError, train_overrides
     from .train import train as run
@@ -361,7 +367,7 @@ def train(
     except KeyboardInterrupt:
         typer.echo("interrupted: rerun with --resume to continue from the last checkpoint", err=True)
         raise typer.Exit(130) from None
-    if not json_lines:
+    if not json_lines and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone
         top1 = (result.final or {}).get("val_top1")
         last = f", val top-1 {top1:.2%}" if isinstance(top1, float) else ""
         typer.echo(f"done: {result.out}{last} (best {result.best_top1:.2%} at epoch {result.best_epoch})")
@@ -553,14 +559,36 @@ def kinds() -> None:
     typer.echo(f"{'residual':18} body + shortcut, merged.  [body, shortcut, merge, after]")
 
 
+def _one_line_plugin_warnings() -> None:
+    """A plug-in that cannot be loaded is reported as one line, `warning: ...`, not a warnings block."""
+    import warnings
+
+    from .layers.plugins import PluginWarning
+
+    default = warnings.formatwarning
+
+    def format(message: Any, category: Any, *args: Any, **kwargs: Any) -> str:
+        if isinstance(category, type) and issubclass(category, PluginWarning):
+            return f"warning: {message}\n"
+        return default(message, category, *args, **kwargs)
+
+    warnings.formatwarning = format
+
+
 def main() -> None:
     """Entry point: maps every failure to a message and an exit code, never a traceback."""
+    from .layers.plugins import PluginError
+
+    _one_line_plugin_warnings()
     try:
         code = app(standalone_mode=False)  # click returns (not raises) exit codes in this mode
         if isinstance(code, int) and code:
             sys.exit(code)
     except SpecError as exc:
         typer.echo(exc.format(), err=True)
+        sys.exit(2)
+    except PluginError as exc:
+        typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -23,9 +23,12 @@ Safety: the templates (top-level `templates/*.j2`) receive only code this module
 identifiers that match a strict ASCII pattern (module names are validated by netspec; class and
 argument names are derived here and checked again), literals rendered from validated Python values
 (numbers, booleans, and strings through `ascii()`), and docstrings whose every quote, backslash and
-non-ASCII character is escaped. Every layer's constructor call is checked against the torch backend's
-module (same repr, same tensors) and the whole file, executed on the meta device, against the
-compiled module (same state_dict keys and shapes, same layers) before it is returned.
+non-ASCII character is escaped. A plug-in kind whose module is not torch.nn's brings its class as
+`LayerKind.module_source`: trusted code of an installed package (like the plug-in itself), checked with
+`ast` (one class definition, no imports) and inserted as is, with no spec value in it. Every layer's
+constructor call is checked against the torch backend's module (same repr, same tensors) and the whole
+file, executed on the meta device, against the compiled module (same state_dict keys and shapes, same
+layers) before it is returned.
 """
 
 from __future__ import annotations
@@ -434,8 +437,19 @@ def _introspected_leaf(node: LayerNode) -> Leaf:
     with torch.device("meta"):
         module = module_for(node)
     cls = type(module)
+    ctor = f"nn.{cls.__name__}"
     if getattr(nn, cls.__name__, None) is not cls or not _IDENT.match(cls.__name__):
-        raise ExportError(f"layer kind '{node.kind}' builds {cls.__name__}, which is not a torch.nn class")
+        source = getattr(KINDS[node.kind], "module_source", None)
+        if source is None:
+            raise ExportError(
+                f"layer kind '{node.kind}' builds {cls.__name__}, which is not a torch.nn class "
+                "(a plug-in kind can give its class's source as `module_source`)"
+            )
+        ctor, _ = plugin_class_source(node.kind, source)
+        if ctor != cls.__name__:
+            raise ExportError(
+                f"layer kind '{node.kind}' builds {cls.__name__}, but its module_source defines {ctor}"
+            )
     args = []
     for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or name in ("device", "dtype"):
@@ -447,19 +461,58 @@ def _introspected_leaf(node: LayerNode) -> Leaf:
             continue
         default = param.default if _is_literal(param.default) else MISSING
         args.append(Arg(name, value, True, default))
-    return Leaf(f"nn.{cls.__name__}", args)
+    return Leaf(ctor, args)
+
+
+def plugin_class_source(kind: str, source: str) -> tuple[str, str]:
+    """(class name, source) of a plug-in's `module_source`: exactly one top-level class definition,
+    with no import anywhere in it and a name the generated file does not use otherwise."""
+    import textwrap
+
+    text = textwrap.dedent(source).strip("\n")
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise ExportError(f"layer kind '{kind}': module_source is not valid Python ({exc.msg})") from None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.ClassDef):
+        raise ExportError(f"layer kind '{kind}': module_source must be exactly one class definition")
+    if any(isinstance(n, ast.Import | ast.ImportFrom) for n in ast.walk(tree)):
+        raise ExportError(
+            f"layer kind '{kind}': module_source may not import (torch, nn, F, Tensor are there)"
+        )
+    name = tree.body[0].name
+    if not _IDENT.match(name) or name in _RESERVED or name == "ChannelPad":
+        raise ExportError(f"layer kind '{kind}': module_source's class name '{name}' is reserved")
+    return name, text
+
+
+def _plugin_class(name: str, text: str) -> Any:
+    """The class a plug-in's module_source defines, executed with the exported file's names."""
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor, nn
+
+    namespace: dict[str, Any] = {"__name__": "netspec_plugin_check", "torch": torch, "nn": nn, "F": F}
+    namespace["Tensor"] = Tensor
+    exec(compile(text, f"<module_source of {name}>", "exec"), namespace)  # checked by plugin_class_source
+    return namespace[name]
 
 
 def _norm_repr(module: Any) -> str:
     return re.sub(r"\((-?\d+), \1\)", r"\1", repr(module))
 
 
-def _instantiate(leaf: Leaf) -> Any:
+def _instantiate(leaf: Leaf, plugins: dict[str, Any] | None = None) -> Any:
     from torch import nn
 
     from . import modules
 
-    cls = modules.ChannelPad if leaf.ctor == "ChannelPad" else getattr(nn, leaf.ctor.removeprefix("nn."))
+    if plugins and leaf.ctor in plugins:
+        cls = plugins[leaf.ctor]
+    elif leaf.ctor == "ChannelPad":
+        cls = modules.ChannelPad
+    else:
+        cls = getattr(nn, leaf.ctor.removeprefix("nn."))
     positional = [a.value for a in leaf.args if not a.keyword]
     keywords = {a.name: a.value for a in leaf.args if a.keyword}
     return cls(*positional, **keywords)
@@ -621,6 +674,18 @@ class _Exporter:
         self.overrides: dict[int, dict[str, _Code]] = {}
         self.uses: set[str] = set()  # helpers the file needs: ChannelPad, _sequential, torch.cat
         self.heights: dict[int, int] = {}
+        self.plugin_sources: dict[str, str] = {}  # class name -> a plug-in kind's module_source
+        self.plugin_classes: dict[str, Any] = {}  # class name -> that source, executed
+        for node, _ in walk(root):  # their class names are taken before any block class is named
+            source = (
+                getattr(KINDS.get(node.kind), "module_source", None) if isinstance(node, LayerNode) else None
+            )
+            if source is not None:
+                name, text = plugin_class_source(node.kind, source)
+                if self.plugin_sources.get(name, text) != text:
+                    raise ExportError(f"two plug-in layer kinds define different classes named {name}")
+                self.plugin_sources[name] = text
+                self.class_names.add(name)
 
     # -- layers ----------------------------------------------------------------------------------
     def leaf(self, node: LayerNode) -> Leaf:
@@ -631,6 +696,8 @@ class _Exporter:
         self._check_leaf(node, leaf)
         if leaf.ctor == "ChannelPad":
             self.uses.add("ChannelPad")
+        if leaf.ctor in self.plugin_sources:
+            self.uses.add(leaf.ctor)
         for name, code in self.overrides.get(id(node), {}).items():
             leaf.args = [
                 Arg(a.name, code, a.keyword, a.default, a.field) if a.name == name else a for a in leaf.args
@@ -650,9 +717,11 @@ class _Exporter:
 
         for arg in leaf.args:
             _lit(arg.value)  # every value must be writable as a literal
+        if leaf.ctor in self.plugin_sources and leaf.ctor not in self.plugin_classes:
+            self.plugin_classes[leaf.ctor] = _plugin_class(leaf.ctor, self.plugin_sources[leaf.ctor])
         with torch.device("meta"):
             ref = module_for(node)
-            mine = _instantiate(leaf)
+            mine = _instantiate(leaf, self.plugin_classes)
         same_tensors = [(k, tuple(v.shape)) for k, v in ref.state_dict().items()] == [
             (k, tuple(v.shape)) for k, v in mine.state_dict().items()
         ]
@@ -1491,8 +1560,10 @@ def export_source(spec: Spec, *, format: bool = True, verify: bool = True) -> st
         model_doc += " In training mode it returns (logits, [aux logits])."
     context = {
         "docstring": _docstring(intro, ""),
-        "uses_functional": "ChannelPad" in ex.uses,
+        "uses_functional": "ChannelPad" in ex.uses
+        or any(n in ex.uses and re.search(r"\bF\.", s) for n, s in ex.plugin_sources.items()),
         "uses_channel_pad": "ChannelPad" in ex.uses,
+        "plugin_classes": [text for n, text in ex.plugin_sources.items() if n in ex.uses],
         "uses_named_sequential": "_sequential" in ex.uses,
         "classes": blocks,
         "model": {

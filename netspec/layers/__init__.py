@@ -1,4 +1,5 @@
-"""The registry of layer kinds: adding a kind is adding one entry here (plug-ins use the same dict)."""
+"""The registry of layer kinds: adding a kind is adding one entry here. Plug-in kinds (entry point group
+`netspec.layers`, see plugins.py) join the same registry the first time it is read."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from .conv import Conv
 from .linear import Linear
 from .misc import ChannelPad, Dropout, Flatten, Identity
 from .norm import BatchNorm, LocalResponseNorm
+from .plugins import PluginError, PluginWarning, Registry
 from .pool import AdaptiveAvgPool, AvgPool, MaxPool
 
-KINDS: dict[str, LayerKind] = {
-    k.name: k
-    for k in [
+KINDS: dict[str, LayerKind] = Registry(
+    [
         Conv(),
         BatchNorm(),
         LocalResponseNorm(),
@@ -26,6 +27,16 @@ KINDS: dict[str, LayerKind] = {
         Identity(),
         ChannelPad(),
     ]
-}
+)
 
-__all__ = ["KINDS", "Cost", "LayerKind", "LayerParams", "Shape", "ShapeError", "Window"]
+__all__ = [
+    "KINDS",
+    "Cost",
+    "LayerKind",
+    "LayerParams",
+    "PluginError",
+    "PluginWarning",
+    "Shape",
+    "ShapeError",
+    "Window",
+]

@@ -154,13 +154,32 @@ def need_map(shape: Shape, kind: str) -> tuple[int, int, int]:
 
 
 class LayerKind:
-    """Base of every kind. Subclasses set the class attributes and override the rules they need."""
+    """Base of every kind. Subclasses set the class attributes and override the rules they need.
+
+    The contract (built-in kinds and plug-ins alike; plug-ins register through the `netspec.layers`
+    entry point group, see plugins.py):
+    - `name`: the kind's key in a spec (an identifier); `Params`: a LayerParams subclass (extra keys
+      forbidden); `prefix`: module-name prefix (an identifier); `shorthand`: the field a scalar sets.
+    - `infer(p, x) -> y`: the output shape, or ShapeError with a message for the user.
+    - `cost(p, x, y) -> Cost`: params and MACs as fvcore counts them (eval mode, one sample).
+    - `window(p, x) -> Window`: kernel extent and stride, for the receptive field.
+    - `build(p, x, y) -> nn.Module`: import torch inside, never at module level (analysis has no torch).
+    - `module_source` (for `netspec export`, only where `build` returns a class that is not torch.nn's):
+      the Python source of that class, exactly one top-level `class <Name>(nn.Module): ...` with no
+      imports, using only the names every exported file has (torch, nn, F, Tensor). Its `__init__`
+      must keep each constructor argument as an attribute of the same name (the exporter reads the
+      call back from them) and `extra_repr` should show them. The text is checked with `ast` and
+      inserted as is (it is not a template: no spec value ever reaches it); the exporter then proves
+      the class rebuilds the plug-in's module (same repr, same tensors) before writing the file.
+      A torch.nn module (nn.ChannelShuffle(2)) needs nothing: its call is read back from it.
+    """
 
     name: ClassVar[str]
     Params: ClassVar[type[LayerParams]]
     prefix: ClassVar[str]  # default module-name prefix: conv -> conv1, conv2, ...
     shorthand: ClassVar[str | None] = None  # field a scalar value sets: `dropout: 0.5`
     doc: ClassVar[str] = ""
+    module_source: ClassVar[str | None] = None  # see above: source of a custom module class, for export
 
     def infer(self, p: Any, x: Shape) -> Shape:
         return x
