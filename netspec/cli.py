@@ -60,6 +60,16 @@ def write_or_print(text: str, output: Path | None, note: str = "") -> None:
     typer.echo(f"wrote {output}{note}")
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        usage_error(f"--scaling '{text}': give `auto` or sizes such as 128,224,384")
+    if not sizes or min(sizes) < 1 or max(sizes) > 1 << 16 or len(sizes) > 16:
+        usage_error(f"--scaling '{text}': 1 to 16 sizes, each from 1 to 65536")
+    return sizes
+
+
 def _input_overrides(text: str | None) -> list[str]:
     if not text:
         return []
@@ -114,6 +124,14 @@ def report(
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown.")] = Format.table,
     depth: Annotated[int | None, typer.Option("--depth", "-d", help="Nesting levels to show.")] = None,
     set_: SetOption = None,
+    scaling: Annotated[
+        str | None,
+        typer.Option(
+            "--scaling",
+            help="Totals at other input sizes: `auto` (5/7, 1, 10/7 of the input: 160/224/320) "
+            "or sizes like `128,224,384`.",
+        ),
+    ] = "auto",
     check: Annotated[
         bool,
         typer.Option(
@@ -130,25 +148,34 @@ def report(
     (which counts FLOPs = 2 x MACs for conv and linear only, so every other layer must show 0 there);
     it prints each disagreeing layer and exits 1 if there is any, 0 if all agree.
 
+    Totals at other input sizes follow the table (`--scaling auto`: 160/224/320 for a 224 input;
+    `--scaling none` to omit them).
+
     Example: `netspec report specs/resnet50.yaml --input 3x160x160 --format json`,
     `netspec report resnet50_d --check`
     """
     from .analysis import analyze
-    from .report import print_table, to_json, to_markdown
+    from .report import print_table, scaling_sizes, to_json, to_markdown
+    from .report import scaling as compute_scaling
 
     if check:
         _report_check(spec, set_, input_size, format)
         return
     try:
-        a = analyze(load(spec, set_, input_size))
+        spec_obj = load(spec, set_, input_size)
+        a = analyze(spec_obj)
     except SpecError as exc:
         fail(exc)
+    scale = None
+    if scaling and scaling != "none":
+        sizes = [(s, s) for s in _sizes(scaling)] if scaling != "auto" else scaling_sizes(a.input_shape[1:])
+        scale = compute_scaling(spec_obj, sizes)
     if format == Format.json:
-        typer.echo(to_json(a, depth))
+        typer.echo(to_json(a, depth, scale))
     elif format == Format.markdown:
-        typer.echo(to_markdown(a, depth))
+        typer.echo(to_markdown(a, depth, scale))
     else:
-        print_table(a, depth)
+        print_table(a, depth, scale)
 
 
 def _report_check(spec: str, set_: list[str] | None, input_size: str | None, format: Format) -> None:

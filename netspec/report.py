@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .analysis import Analysis, Row
@@ -44,11 +45,72 @@ def visible_rows(a: Analysis, depth: int | None) -> list[Row]:
     return [r for r in a.rows if depth is None or r.depth <= depth]
 
 
-def to_json(a: Analysis, depth: int | None = None) -> str:
-    data: dict[str, Any] = a.to_json()
+REPORT_FORMAT = "netspec-report/1"  # bumped on any incompatible change of the JSON below
+
+
+@dataclass
+class ScalePoint:
+    """The network's totals at one input size, or why it does not accept that size."""
+
+    size: tuple[int, int]
+    params: int | None = None
+    macs: int | None = None
+    flops: int | None = None
+    output_shape: tuple[int, ...] | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        d["output_shape"] = list(self.output_shape) if self.output_shape else None
+        return d
+
+
+def scaling_sizes(natural: tuple[int, int]) -> list[tuple[int, int]]:
+    """5/7, 1 and 10/7 of the natural size, rounded to multiples of 8: 160, 224, 320 for 224."""
+
+    def at(n: int, f: float) -> int:
+        return max(8, round(n * f / 8) * 8)
+
+    return [(at(natural[0], f), at(natural[1], f)) if f != 1 else natural for f in (5 / 7, 1, 10 / 7)]
+
+
+def scaling(spec: Any, sizes: list[tuple[int, int]]) -> list[ScalePoint]:
+    """MACs (and params, FLOPs) of the same spec at other input sizes."""
+    from .analysis import analyze
+    from .errors import SpecError
+
+    points = []
+    for size in sizes:
+        try:
+            a = analyze(spec, input_size=size)
+            points.append(ScalePoint(size, a.params, a.macs, a.flops, a.output_shape))
+        except SpecError as exc:
+            points.append(ScalePoint(size, error=exc.problems[0].message))
+    return points
+
+
+def to_json(a: Analysis, depth: int | None = None, scale: list[ScalePoint] | None = None) -> str:
+    data: dict[str, Any] = {"format": REPORT_FORMAT, **a.to_json()}
     if depth is not None:
         data["layers"] = [r.to_json() for r in visible_rows(a, depth)]
+    if scale is not None:
+        data["scaling"] = [p.to_json() for p in scale]
     return json.dumps(data, indent=2)
+
+
+def _scale_lines(a: Analysis, scale: list[ScalePoint]) -> list[str]:
+    lines = []
+    for p in scale:
+        size = _shape(p.size)
+        if p.macs is None:
+            lines.append(f"{size}: not accepted ({p.error})")
+        else:
+            rel = f" ({p.macs / a.macs:.2f}x)" if a.macs else ""
+            lines.append(
+                f"{size}: {human(p.macs)} MACs{rel}, {human(p.flops or 0)} FLOPs, {p.params:,} params"
+            )
+    return lines
 
 
 COLUMNS = ["layer", "kind", "output", "params", "MACs", "FLOPs", "memory", "RF", "jump"]
@@ -83,7 +145,7 @@ def _totals(a: Analysis) -> list[str]:
     ]
 
 
-def to_markdown(a: Analysis, depth: int | None = None) -> str:
+def to_markdown(a: Analysis, depth: int | None = None, scale: list[ScalePoint] | None = None) -> str:
     lines = [
         f"**{a.name}**: input {_shape(a.input_shape)}, {a.params:,} params, "
         f"{human(a.macs)} MACs, {human(a.flops)} FLOPs (MACs as fvcore counts them; FLOPs = 2 x MACs "
@@ -97,10 +159,12 @@ def to_markdown(a: Analysis, depth: int | None = None) -> str:
         cells[0] = "&nbsp;" * 2 * r.depth + f"`{r.path.rsplit('.', 1)[-1]}`"
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("| " + " | ".join(f"**{c}**" for c in _totals(a)) + " |")
+    if scale:
+        lines += ["", "Input-size scaling: " + "; ".join(_scale_lines(a, scale))]
     return "\n".join(lines)
 
 
-def print_table(a: Analysis, depth: int | None = None) -> None:
+def print_table(a: Analysis, depth: int | None = None, scale: list[ScalePoint] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -120,3 +184,7 @@ def print_table(a: Analysis, depth: int | None = None) -> None:
     if not console.is_terminal:  # piped output: do not squeeze the table to 80 columns
         console = Console(width=160)
     console.print(table)
+    if scale:
+        console.print("input-size scaling of the totals:")
+        for line in _scale_lines(a, scale):
+            console.print(f"  {line}", highlight=False)

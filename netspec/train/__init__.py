@@ -6,7 +6,8 @@
 
 Modules, one job each: recipe (the `train:` section), lr (the per-iteration schedule), losses
 (label smoothing, mixup, auxiliary heads), params (no-bias-decay groups), data (data sets),
-checkpoint (atomic, checksummed checkpoints and RNG states), ema, progress (output), runner (the loop).
+checkpoint (atomic, checksummed checkpoints and RNG states), ema, progress (output), runner (the loop),
+distributed (torchrun + DistributedDataParallel), distill (a teacher's soft targets), plots (PNG curves).
 Names are imported on first use: `netspec.train.recipe` (validating a `train:` section) needs no torch.
 """
 

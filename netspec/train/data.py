@@ -316,11 +316,49 @@ def loaders(
     workers: int = 0,
     generator: torch.Generator | None = None,
     pin_memory: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
 ) -> tuple[DataLoader, DataLoader]:
     """Shuffled training batches (the last partial batch dropped, so every epoch has the same number
     of iterations) drawn with `generator`, and in-order validation batches. Workers are not
     persistent: each epoch's workers are seeded from `generator`, so a resumed run draws the same
-    augmentations."""
+    augmentations. With `world_size` > 1 (torchrun), each rank reads its shard of the training set
+    (DistributedSampler, shuffled with `seed` + epoch: call `set_epoch`) and of the validation set
+    (every example on exactly one rank, no padding)."""
+    if world_size > 1:
+        from torch.utils.data import DistributedSampler
+
+        from .distributed import ShardSampler
+
+        if len(split.train) < batch_size * world_size:
+            raise SpecError(
+                Problem(
+                    f"batch_size {batch_size} on {world_size} processes is larger than the training set"
+                    f" ({len(split.train)} examples)",
+                    ("train", "batch_size"),
+                )
+            )
+        sampler = DistributedSampler(
+            split.train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+        train = DataLoader(
+            split.train,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=workers,
+            generator=generator,
+            pin_memory=pin_memory,
+        )
+        val = DataLoader(
+            split.val,
+            batch_size=eval_batch_size or batch_size,
+            sampler=ShardSampler(len(split.val), rank, world_size),
+            num_workers=workers,
+            pin_memory=pin_memory,
+        )
+        return train, val
     if len(split.train) < batch_size:
         raise SpecError(
             Problem(

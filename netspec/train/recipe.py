@@ -67,6 +67,17 @@ class LabelSmoothingConfig(_Strict):
     form: Literal["paper", "uniform"] = "paper"
 
 
+class DistillConfig(_Strict):
+    """Knowledge distillation (Hinton et al.; Bag of Tricks Sec. 5.4): the loss becomes
+    CE(student, y) + weight * T^2 * CE(softmax(teacher / T), softmax(student / T))."""
+
+    teacher: str = Field(description="the teacher's spec file (or zoo name)")
+    checkpoint: str = Field(description="the teacher's weights: a netspec checkpoint or run directory")
+    temperature: float = Field(20.0, gt=0, description="T (the paper uses 20)")
+    weight: float = Field(1.0, ge=0, description="the distillation term's weight")
+    ema: bool = Field(False, description="use the checkpoint's EMA weights")
+
+
 class Recipe(_Strict):
     """How to train a spec: the spec's `train:` section."""
 
@@ -98,6 +109,8 @@ class Recipe(_Strict):
     aux_weight: float = Field(0.3, ge=0, description="weight of each auxiliary head's loss (GoogLeNet)")
     workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes")
     eval_batch_size: int | None = Field(None, ge=1, description="default: batch_size")
+    distill: DistillConfig | None = Field(None, description="a teacher to distill from")
+    plots: bool = Field(True, description="loss.png, accuracy.png and lr.png in the run directory")
 
     @model_validator(mode="before")
     @classmethod
@@ -119,6 +132,7 @@ _OWNERS: dict[str, type[BaseModel]] = {
     "optimizer": OptimizerConfig,
     "schedule": ScheduleConfig,
     "label_smoothing": LabelSmoothingConfig,
+    "distill": DistillConfig,
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -37,6 +38,7 @@ from ..errors import Location, SpecError
 from ..source import locate
 from ..spec import Spec
 from . import checkpoint as ckpt
+from . import distributed
 from .data import DataSplit, load_data, loaders
 from .ema import EMA
 from .losses import Criterion, main_logits, mixup, sample_mixup
@@ -94,6 +96,8 @@ class _Run:
     epoch: int = 0
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    teacher: Any = None  # a Distiller when the recipe has `distill`
+    rank: int = 0
 
 
 # ---------------------------------------------------------------- resolving the arguments
@@ -203,9 +207,11 @@ def evaluate(
     batch_size: int = 256,
     amp: str = "none",
     channels_last: bool = False,
+    distributed: bool = False,
 ) -> dict[str, float]:
     """Top-1 and top-5 accuracy and mean cross-entropy of `model` (in eval mode) on `data` (a
-    DataSplit's val set, a Dataset or a DataLoader). The model's training mode is restored."""
+    DataSplit's val set, a Dataset or a DataLoader). The model's training mode is restored.
+    `distributed`: `data` is this rank's shard; the sums are all-reduced over the process group."""
     dev = next(model.parameters()).device if device is None else _device(device)
     loader = _as_loader(data, batch_size)
     was_training = model.training
@@ -231,6 +237,11 @@ def evaluate(
             n += y.shape[0]
     finally:
         model.train(was_training)
+    if distributed:
+        from .distributed import all_reduce_sum
+
+        sums = all_reduce_sum([float(loss_sum), int(top1), int(top5), n], dev)
+        loss_sum, top1, top5, n = torch.tensor(sums[0]), int(sums[1]), int(sums[2]), int(sums[3])
     if n == 0:
         return {"loss": float("nan"), "top1": 0.0, "top5": 0.0, "n": 0}
     return {
@@ -269,6 +280,14 @@ def _state(run: _Run, recipe: Recipe, name: str) -> dict[str, Any]:
     }
 
 
+def _dist_state(run: _Run, recipe: Recipe, name: str) -> dict[str, Any]:
+    """`_state` plus every rank's RNG states (`rng_ranks`) under torchrun (a collective call)."""
+    state = _state(run, recipe, name)
+    if distributed.active():
+        state["rng_ranks"] = distributed.gather_objects(state["rng"])
+    return state
+
+
 def _restore(run: _Run, state: dict[str, Any], path: Path) -> None:
     if state.get("format") != CHECKPOINT_FORMAT:
         raise TrainError(f"{path} is not a netspec training checkpoint")
@@ -283,7 +302,9 @@ def _restore(run: _Run, state: dict[str, Any], path: Path) -> None:
         raise TrainError(f"{path} does not fit this model and recipe: {exc}") from None
     run.epoch, run.step = int(state["epoch"]), int(state["step"])
     run.history = [dict(row) for row in state.get("history", [])]
-    ckpt.set_rng_state(state["rng"], run.generator)
+    ranks = state.get("rng_ranks")
+    rng = ranks[run.rank] if isinstance(ranks, list) and len(ranks) > run.rank else state["rng"]
+    ckpt.set_rng_state(rng, run.generator)
 
 
 def _recipe_changes(saved: dict[str, Any], recipe: Recipe) -> list[str]:
@@ -325,18 +346,54 @@ def train(
     spec, given_model = _resolve_spec(model_or_spec, overrides)
     recipe = _resolve_recipe(recipe, spec)
     name = spec.name if spec is not None else type(given_model).__name__.lower()
+    info = distributed.detect()  # torchrun: RANK, WORLD_SIZE, LOCAL_RANK
+    if info.enabled:
+        device = distributed.device_for(info, str(device))
     dev = _device(device)
+    created_group = distributed.init(info, dev)
+    try:
+        return _train(
+            spec, given_model, recipe, name, info, dev, data, out, resume, log, log_every, overwrite,
+            stop_after, keep_checkpoints, input_shape, started,
+        )  # fmt: skip
+    finally:
+        if created_group:
+            distributed.shutdown()
+
+
+def _train(
+    spec: Spec | None,
+    given_model: nn.Module | None,
+    recipe: Recipe,
+    name: str,
+    info: distributed.DistInfo,
+    dev: torch.device,
+    data: str | DataSplit | None,
+    out: str | os.PathLike[str] | None,
+    resume: bool | str | os.PathLike[str],
+    log: str | Callable[[Event], None],
+    log_every: int,
+    overwrite: bool,
+    stop_after: int | None,
+    keep_checkpoints: int | None,
+    input_shape: tuple[int, int, int] | None,
+    started: float,
+) -> TrainResult:
     if recipe.amp == "fp16" and dev.type != "cuda":
         raise TrainError("amp fp16 needs a CUDA device; use `amp: bf16` or `amp: none` on CPU")
     out_dir = Path(out) if out is not None else Path("runs") / name
-    check_writable(out_dir)
+    main = info.is_main
+    if main:
+        check_writable(out_dir)
+    if not resume and distributed.restarted() and _has_run(out_dir):
+        resume = True  # torchrun restarted the workers after a failure: go on from the last checkpoint
     replace = _has_run(out_dir) and not resume
     if replace and not overwrite:
         raise TrainError(
             f"'{out_dir}' already holds a training run; resume it (--resume), overwrite it"
             " (overwrite=True), or choose another output directory (--out)"
         )
-    reporter = Reporter(log)
+    reporter = Reporter(log if main else "quiet")
 
     # data
     where: Location | None = locate(spec.raw, ("train", "data")) if spec is not None else None
@@ -365,6 +422,8 @@ def train(
         model = build(spec, seed=seed)
     else:
         model = given_model
+    if info.enabled:  # the same initial weights everywhere, then each rank its own random stream
+        _seed_all(recipe.seed + 1_000_003 * info.rank)
     model = model.to(dev)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -376,31 +435,56 @@ def train(
         workers=recipe.workers,
         generator=generator,
         pin_memory=dev.type == "cuda",
+        rank=info.rank,
+        world_size=info.world_size,
+        seed=recipe.seed,
     )
     iters = len(train_loader)
     schedule = LRSchedule.from_recipe(recipe, iters)
+    if info.enabled and recipe.linear_lr_scaling:  # scale by the global batch, batch_size * world
+        schedule = dataclasses.replace(schedule, base_lr=schedule.base_lr * info.world_size)
     run = _Run(
         model=model,
         optimizer=make_optimizer(model, recipe),
         scaler=torch.amp.GradScaler("cuda") if recipe.amp == "fp16" else None,
         ema=EMA(model, recipe.ema_decay) if recipe.ema_decay else None,
         generator=generator,
+        rank=info.rank,
     )
+    if recipe.distill is not None:
+        from .distill import Distiller
+
+        run.teacher = Distiller.from_config(recipe.distill, dev, recipe.amp, spec, where)
     last_good: Path | None = None
     if resume:
         last_good = _resume(run, recipe, out_dir, resume, dev, reporter)
     try:
-        if replace:  # only now that the spec, the data and the model are known to be good
+        if replace and main:  # only now that the spec, the data and the model are known to be good
             _clear_run(out_dir)
-        if spec is not None:
+        if spec is not None and main:
             spec_doc = spec.model_dump(mode="json", exclude_defaults=True, by_alias=False)
             _write_text(out_dir / "spec.yaml", _yaml(spec_doc))
-        recipe_doc = {**recipe.model_dump(mode="json"), "effective_lr": recipe.lr, "iters_per_epoch": iters}
-        _write_text(out_dir / "recipe.yaml", _yaml(recipe_doc))
+        recipe_doc = {
+            **recipe.model_dump(mode="json"),
+            "effective_lr": schedule.base_lr,
+            "iters_per_epoch": iters,
+        }
+        if info.enabled:
+            recipe_doc.update(
+                world_size=info.world_size, global_batch_size=recipe.batch_size * info.world_size
+            )
+        if main:
+            _write_text(out_dir / "recipe.yaml", _yaml(recipe_doc))
     except OSError as exc:
         raise TrainError(f"writing the run to '{out_dir}' failed: {exc}") from None
 
-    fwd: Callable[..., Any] = torch.compile(model) if recipe.compile else model
+    fwd: Callable[..., Any] = model
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        fwd = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if recipe.compile:
+        fwd = torch.compile(fwd)
     criterion = Criterion(recipe)
     params = sum(p.numel() for p in model.parameters())
     reporter.emit(
@@ -414,14 +498,21 @@ def train(
             "start_epoch": run.epoch + 1,
             "iters_per_epoch": iters,
             "params": params,
-            "device": str(dev),
+            "device": str(dev) + (f" x {info.world_size} processes" if info.enabled else ""),
             "out": str(out_dir),
         }
     )
     sync_every = 1 if dev.type == "cpu" else max(1, log_every)
     end_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
+    plotter = None
+    if recipe.plots and main:
+        from .plots import Plotter
+
+        plotter = Plotter()
     try:
         for epoch in range(run.epoch + 1, end_epoch + 1):
+            if info.enabled:
+                train_loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
             row = _train_epoch(
                 run,
                 fwd,
@@ -436,22 +527,43 @@ def train(
                 log_every,
                 last_good,
             )
+            if info.enabled:  # the mean loss over every rank, the images/s of all of them
+                distributed.sync_buffers(model)  # evaluate and save rank 0's model on every rank
+                loss_sum, ips = distributed.all_reduce_sum([row["train_loss"], row["images_per_s"]], dev)
+                row.update(train_loss=loss_sum / info.world_size, images_per_s=ips)
             t_eval = time.perf_counter()
-            ev = evaluate(model, val_loader, device=dev, amp=recipe.amp, channels_last=recipe.channels_last)
+            shard = info.enabled
+            ev = evaluate(
+                model,
+                val_loader,
+                device=dev,
+                amp=recipe.amp,
+                channels_last=recipe.channels_last,
+                distributed=shard,
+            )
             row.update(val_loss=ev["loss"], val_top1=ev["top1"], val_top5=ev["top5"])
+            if info.enabled:
+                row["val_n"] = ev["n"]
             if run.ema is not None:
-                ee = evaluate(run.ema.module, val_loader, device=dev, amp=recipe.amp)
+                ee = evaluate(run.ema.module, val_loader, device=dev, amp=recipe.amp, distributed=shard)
                 row.update(ema_val_loss=ee["loss"], ema_val_top1=ee["top1"], ema_val_top5=ee["top5"])
             row["time"] = row["time"] + (time.perf_counter() - t_eval)
             run.epoch = epoch
             run.history.append(row)
-            data_bytes = ckpt.serialize(_state(run, recipe, name))
-            ckpt.save_checkpoint(ckpt.epoch_path(out_dir, epoch), data_bytes)
-            ckpt.save_checkpoint(out_dir / ckpt.LAST, data_bytes)
+            state = _dist_state(run, recipe, name)
             last_good = out_dir / ckpt.LAST
-            if keep_checkpoints is not None:
-                ckpt.prune(out_dir, max(1, keep_checkpoints))
-            _write_metrics(out_dir, run.history)
+            if main:
+                data_bytes = ckpt.serialize(state)
+                ckpt.save_checkpoint(ckpt.epoch_path(out_dir, epoch), data_bytes)
+                ckpt.save_checkpoint(out_dir / ckpt.LAST, data_bytes)
+                if keep_checkpoints is not None:
+                    ckpt.prune(out_dir, max(1, keep_checkpoints))
+                _write_metrics(out_dir, run.history)
+                if plotter is not None:
+                    lrs = [schedule(t) for t in range(run.step)]
+                    missing = plotter(out_dir, run.history, lrs, last=epoch == end_epoch)
+                    if missing:
+                        reporter.emit({"event": "note", "message": missing})
             reporter.emit({"event": "epoch", "epochs": recipe.epochs, **row})
     except OSError as exc:
         reporter.close()
@@ -560,6 +672,8 @@ def _train_epoch(
         with _autocast(dev, recipe.amp):
             output = fwd(x)
         loss = criterion(output, y, y2, lam)
+        if run.teacher is not None:
+            loss = loss + run.teacher(x, main_logits(output))
         detached = loss.detach().double()
         if (i + 1) % sync_every == 0 or i + 1 == steps:
             _check_finite(float(detached), epoch, i, steps, last_good)

@@ -1,0 +1,96 @@
+"""Knowledge distillation from a teacher network (Hinton et al. 2015; Bag of Tricks Sec. 5.4).
+
+The recipe's `distill: {teacher: SPEC, checkpoint: PATH, temperature: 20, weight: 1.0}` adds to the
+student's loss (cross-entropy with its smoothing, mixup and auxiliary heads)
+
+    weight * T^2 * CE(softmax(r / T), softmax(z / T))
+      = -weight * T^2 * sum_k softmax(r / T)_k log softmax(z / T)_k
+
+averaged over the batch, with r the teacher's logits and z the student's, on the same (mixed) input.
+The teacher is built from its own spec, loaded from a netspec checkpoint (or a run directory: its
+newest usable checkpoint), kept in eval mode and never updated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .losses import main_logits, soft_cross_entropy
+from .recipe import DistillConfig
+
+
+def distill_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """T^2 * mean over the batch of CE(softmax(teacher / T), softmax(student / T)) (float32)."""
+    t = float(temperature)
+    q = F.softmax(teacher_logits.detach().float() / t, dim=1)
+    return t * t * soft_cross_entropy(student_logits.float() / t, q)
+
+
+def load_teacher(cfg: DistillConfig, dev: torch.device, classes: int | None = None) -> nn.Module:
+    """The teacher network of `cfg` with its checkpoint's weights, on `dev`, in eval mode."""
+    from ..resolve import load_spec
+    from ..torch_backend import build
+    from ..zoo import find_spec
+    from . import checkpoint as ckpt
+    from .runner import TrainError
+
+    spec = load_spec(find_spec(cfg.teacher))
+    if classes is not None and spec.classes != classes:
+        raise TrainError(
+            f"the teacher '{cfg.teacher}' has {spec.classes} classes but the student has {classes}"
+        )
+    path = Path(cfg.checkpoint)
+    try:
+        if path.is_dir():
+            found = ckpt.load_latest(path, map_location="cpu")
+            if found is None:
+                raise TrainError(f"the teacher's run directory '{path}' holds no checkpoint")
+            path, state, _ = found
+        else:
+            state = ckpt.load_checkpoint(path, map_location="cpu")
+    except ckpt.CheckpointError as exc:
+        raise TrainError(f"the teacher's checkpoint: {exc}") from None
+    key = "ema" if cfg.ema else "model"
+    weights = state.get(key) if isinstance(state, dict) and "format" in state else state
+    if not isinstance(weights, dict):
+        raise TrainError(f"{path} has no {'EMA ' if cfg.ema else ''}model weights for the teacher")
+    model = build(spec, seed=0)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise TrainError(f"{path} does not fit the teacher spec '{spec.name}': {exc}") from None
+    model = model.to(dev).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class Distiller:
+    """Called with the student's input and logits, returns weight * distill_loss(student, teacher(x))."""
+
+    def __init__(self, teacher: nn.Module, temperature: float, weight: float, dev: torch.device, amp: str):
+        self.teacher, self.temperature, self.weight = teacher, temperature, weight
+        self.dev, self.amp = dev, amp
+
+    @classmethod
+    def from_config(
+        cls, cfg: DistillConfig, dev: torch.device, amp: str, spec: Any = None, where: Any = None
+    ) -> Distiller:
+        classes = spec.classes if spec is not None else None
+        return cls(load_teacher(cfg, dev, classes), cfg.temperature, cfg.weight, dev, amp)
+
+    def __call__(self, x: Tensor, student_logits: Tensor) -> Tensor:
+        if self.amp == "none":
+            ctx: Any = contextlib.nullcontext()
+        else:
+            dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+            ctx = torch.autocast(device_type=self.dev.type, dtype=dtype)
+        with torch.no_grad(), ctx:
+            teacher_logits = main_logits(self.teacher(x))
+        return self.weight * distill_loss(student_logits, teacher_logits, self.temperature)
