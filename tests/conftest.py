@@ -38,3 +38,27 @@ def n_params(model) -> int:
 @pytest.fixture
 def specs_dir() -> Path:
     return SPECS
+
+
+def run_cli(*args: str):
+    """Run the CLI in-process; a user-facing failure may exit, never raise or print a traceback."""
+    from typer.testing import CliRunner
+
+    from netspec.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert "Traceback" not in result.output
+    if result.exception is not None:
+        assert isinstance(result.exception, SystemExit), repr(result.exception)
+    return result
+
+
+@pytest.fixture
+def one_thread():
+    """Training tests run on one thread: steadier on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

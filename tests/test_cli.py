@@ -10,22 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import netspec
-from netspec.cli import app
+
+from .conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / "cli.py"
 RESNET50 = str(ROOT / "specs" / "resnet50.yaml")
 
 
-def cli(*args: str):
-    result = CliRunner().invoke(app, list(args))
-    assert "Traceback" not in result.output
-    if result.exception is not None:
-        assert isinstance(result.exception, SystemExit), repr(result.exception)
-    return result
+cli = run_cli
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

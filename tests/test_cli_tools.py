@@ -7,23 +7,16 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import netspec
-from netspec.cli import app
 
-from .conftest import fvcore_macs, n_params
+from .conftest import fvcore_macs, n_params, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
 
-def cli(*args: str):
-    result = CliRunner().invoke(app, list(args))
-    assert "Traceback" not in result.output
-    if result.exception is not None:
-        assert isinstance(result.exception, SystemExit), repr(result.exception)
-    return result
+cli = run_cli
 
 
 # -- diff ------------------------------------------------------------------------------------------

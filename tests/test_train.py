@@ -46,12 +46,7 @@ ROOT = SPECS.parent
 LENET = str(SPECS / "lenet5.yaml")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tensors_equal(a, b, path: str = "") -> int:

@@ -21,12 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 QUICK = ["train.epochs=1", "train.batch_size=64", "train.data=synthetic:256"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_distill_loss_formula():
