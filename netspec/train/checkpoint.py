@@ -122,6 +122,29 @@ def prune(run_dir: str | os.PathLike[str], keep: int) -> None:
                 p.unlink()
 
 
+# the temporary names `atomic_write_bytes` gives netspec's own run files (tempfile.mkstemp)
+_PARTIAL_RE = re.compile(
+    r"^\.(?:last\.pt|epoch_\d+\.pt|metrics\.jsonl|metrics\.csv|spec\.yaml|recipe\.yaml)"
+    r"(?:\.sha256)?\.[A-Za-z0-9_]+\.tmp$"
+)
+
+
+def remove_partial(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files of writes that never finished (a SIGKILL or power loss between
+    `mkstemp` and `os.replace`). They are never read as checkpoints; this only frees their space.
+    Returns the files removed."""
+    removed = []
+    for d in (Path(run_dir), Path(run_dir) / EPOCH_DIR):
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if _PARTIAL_RE.match(p.name) and p.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+    return sorted(removed)
+
+
 def load_latest(
     run_dir: str | os.PathLike[str], map_location: Any = "cpu"
 ) -> tuple[Path, dict[str, Any], list[str]] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import errno
 import io
 import json
 import math
@@ -153,6 +154,46 @@ def check_writable(out: Path) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise TrainError(f"cannot write to the output directory '{out}': {exc.strerror or exc}") from None
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def checkpoint_bytes(run: _Run, recipe: Recipe) -> int:
+    """An estimate of one checkpoint's size in bytes: the model's parameters and buffers, the
+    optimizer's state (a momentum buffer per parameter for SGD with momentum, two moments for
+    AdamW), the EMA copy, and 64 KiB for the RNG states, the recipe and the history."""
+
+    def nbytes(tensors: Any) -> int:
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    weights = nbytes(run.model.state_dict().values())  # parameters and buffers
+    params = nbytes(p for p in run.model.parameters() if p.requires_grad)
+    o = recipe.optimizer
+    slots = (1 if o.momentum else 0) if o.name == "sgd" else 2
+    ema = weights if run.ema is not None else 0
+    return weights + slots * params + ema + 64 * 1024
+
+
+def check_free_space(out: Path, checkpoint: int) -> None:
+    """Refuse to start when `out` has not room for about three checkpoints (the new file, its
+    temporary copy while it is written, and the previous one, kept until the new one is whole)."""
+    need = 3 * checkpoint
+    try:
+        free = shutil.disk_usage(out).free
+    except OSError:  # cannot tell here; a full disk is still reported when a write fails
+        return
+    if free < need:
+        raise TrainError(
+            f"not enough free space in the output directory '{out}': {_size(free)} free, but a"
+            f" checkpoint of this run takes about {_size(checkpoint)} ({checkpoint} bytes) and"
+            f" writing one safely needs about {_size(need)} (the new file, its temporary copy and the"
+            " previous checkpoint); free some space or choose another output directory (--out)"
+        )
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -455,10 +496,20 @@ def _train(
         from .distill import Distiller
 
         run.teacher = Distiller.from_config(recipe.distill, dev, recipe.amp, spec, where)
+    if main:
+        check_free_space(out_dir, checkpoint_bytes(run, recipe))
     last_good: Path | None = None
     if resume:
         last_good = _resume(run, recipe, out_dir, resume, dev, reporter)
     try:
+        if main:  # what a killed write left: never read, only in the way
+            for partial in ckpt.remove_partial(out_dir):
+                reporter.emit(
+                    {"event": "note", "message": f"removed {partial}, left by an interrupted write"}
+                )
+        if main and last_good is not None and last_good.parent == out_dir / ckpt.EPOCH_DIR:
+            # a crash between the epoch file and last.pt left last.pt older: bring it up to date
+            ckpt.save_checkpoint(out_dir / ckpt.LAST, last_good.read_bytes())
         if replace and main:  # only now that the spec, the data and the model are known to be good
             _clear_run(out_dir)
         if spec is not None and main:
@@ -504,6 +555,7 @@ def _train(
     )
     sync_every = 1 if dev.type == "cpu" else max(1, log_every)
     end_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
+    saved = str(last_good) if last_good is not None else None  # the newest checkpoint on disk
     plotter = None
     if recipe.plots and main:
         from .plots import Plotter
@@ -556,6 +608,7 @@ def _train(
                 data_bytes = ckpt.serialize(state)
                 ckpt.save_checkpoint(ckpt.epoch_path(out_dir, epoch), data_bytes)
                 ckpt.save_checkpoint(out_dir / ckpt.LAST, data_bytes)
+                saved = f"{out_dir / ckpt.LAST} (epoch {epoch})"
                 if keep_checkpoints is not None:
                     ckpt.prune(out_dir, max(1, keep_checkpoints))
                 _write_metrics(out_dir, run.history)
@@ -567,8 +620,13 @@ def _train(
             reporter.emit({"event": "epoch", "epochs": recipe.epochs, **row})
     except OSError as exc:
         reporter.close()
-        what = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
-        raise TrainError(f"writing the run to '{out_dir}' failed: {what}") from None
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror or str(exc)
+        kept = f"the last good checkpoint, {saved}, is kept" if saved else "no checkpoint was written"
+        hint = "free some space, then " if exc.errno == errno.ENOSPC else ""
+        raise TrainError(
+            f"writing the run to '{out_dir}' failed: {what}; training stopped; {kept}"
+            + (f" ({hint}resume with --resume)" if saved else "")
+        ) from None
     finally:
         reporter.close()
 
