@@ -5,7 +5,8 @@
   the training split's mean and std, with a fixed stratified train/val split.
 - `synthetic` or `synthetic:N`: N random images with random labels (for throughput, not accuracy).
 - `mnist:DIR`, `cifar10:DIR`: torchvision's readers; nothing is downloaded unless `download: true`.
-- `imagefolder:DIR`: DIR/train/<class>/<image> and DIR/val/<class>/<image>.
+- `imagefolder:DIR`: DIR/train/<class>/<image> and DIR/val/<class>/<image>, with the transforms of
+  a preset: `imagenet` (the only one, the default), Bag of Tricks' pipeline (`imagenet_transforms`).
 A missing or malformed data set is a SpecError at `train.data` that says which layout was expected.
 """
 
@@ -35,6 +36,13 @@ IMAGENET_EIGVEC = (
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
+# Bag of Tricks' ImageNet normalisation, given on the 0-255 scale (applied to [0, 1] tensors / 255)
+BOT_MEAN_255 = (123.68, 116.779, 103.939)
+BOT_STD_255 = (58.393, 57.12, 57.375)
+BOT_MEAN = tuple(m / 255 for m in BOT_MEAN_255)
+BOT_STD = tuple(s / 255 for s in BOT_STD_255)
+BOT_JITTER = 0.4  # brightness, contrast and saturation scaled by U[0.6, 1.4]
+BOT_LIGHTING = 0.1  # PCA lighting alpha ~ N(0, 0.1)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -64,10 +72,12 @@ def load_data(
     download: bool = False,
     augment: bool = True,
     where: Location | None = None,
+    preset: str = "imagenet",
 ) -> DataSplit:
     """The data set `name` shaped for a network taking `input_shape` = (C, H, W) with `classes`
     outputs. `augment`: random shifts (digits), crops and flips (cifar10, imagefolder) in training.
-    `where` is the location of `train.data` in the spec (for errors)."""
+    `where` is the location of `train.data` in the spec (for errors). `preset`: imagefolder's
+    transforms (a key of PRESETS)."""
     kind, _, arg = name.partition(":")
     if kind not in KINDS:
         raise _error(
@@ -87,7 +97,7 @@ def load_data(
     elif kind == "cifar10":
         split = _cifar10(Path(arg), input_shape, download, augment, where)
     else:
-        split = _imagefolder(Path(arg), input_shape, augment, where)
+        split = _imagefolder(Path(arg), input_shape, augment, where, preset)
     if classes is not None and split.classes > classes:
         raise _error(
             f"the data set '{name}' has {split.classes} classes but the network outputs {classes}",
@@ -268,35 +278,67 @@ def _cifar10(
     return DataSplit(train, val, 10, f"cifar10:{root}", input_shape)
 
 
-def _rgb(image: Any) -> Any:  # module level: DataLoader workers pickle the transform
-    return image.convert("RGB")
+def imagenet_transforms(input_shape: tuple[int, int, int]) -> tuple[Any, Any]:
+    """The Bag of Tricks ImageNet pipeline (the `imagenet` preset of `imagefolder:DIR`) as
+    torchvision.transforms.v2 (training, validation) transforms of RGB PIL images, for an input of
+    `input_shape` = (C, H, W), C 1 or 3.
+
+    Training: RandomResizedCrop to (H, W), area [8%, 100%], aspect ratio [3/4, 4/3]; horizontal flip;
+    brightness, contrast and saturation jitter 0.4; PCA lighting noise N(0, 0.1) with ImageNet's
+    eigenvalues and eigenvectors; normalisation by mean (123.68, 116.779, 103.939) and std
+    (58.393, 57.12, 57.375) / 255. Validation: the shorter side resized to 256 and a 224 center crop,
+    both scaled with the input (resize = round(min(H, W) * 256 / 224)). One channel: the image is
+    made grey after the lighting and normalised with the mean of the three means and stds."""
+    from torchvision.transforms import v2
+
+    c, h, w = input_shape
+    mean, std = (BOT_MEAN, BOT_STD) if c == 3 else ([sum(BOT_MEAN) / 3], [sum(BOT_STD) / 3])
+    gray = [v2.Grayscale(1)] if c == 1 else []
+    tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    train = v2.Compose(
+        [
+            v2.RandomResizedCrop((h, w), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+            v2.RandomHorizontalFlip(p=0.5),
+            v2.ColorJitter(brightness=BOT_JITTER, contrast=BOT_JITTER, saturation=BOT_JITTER),
+            *tensor,
+            Lighting(BOT_LIGHTING),
+            *gray,
+            v2.Normalize(mean, std),
+        ]
+    )
+    resize = round(min(h, w) * 256 / 224)  # shorter side 256 for 224
+    val = v2.Compose(
+        [
+            v2.Resize(resize, antialias=True),
+            v2.CenterCrop((h, w)),
+            *tensor,
+            *gray,
+            v2.Normalize(mean, std),
+        ]
+    )
+    return train, val
+
+
+PRESETS = {"imagenet": imagenet_transforms}
 
 
 def _imagefolder(
-    root: Path, input_shape: tuple[int, int, int], augment: bool, where: Location | None
+    root: Path,
+    input_shape: tuple[int, int, int],
+    augment: bool,
+    where: Location | None,
+    preset: str = "imagenet",
 ) -> DataSplit:
+    """ImageFolder's reader (images opened as RGB) with the transforms of `preset`."""
     from torchvision import datasets
-    from torchvision import transforms as T
 
-    c, h, w = input_shape
-    _check_channels("imagefolder", c, where)
+    _check_channels("imagefolder", input_shape[0], where)
     layout = f"expected {root}/train/<class>/<image> and {root}/val/<class>/<image>, the same classes"
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise _error(f"'{root}' is not an image folder data set", where, layout)
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ([0.449], [0.226])
-    gray = [T.Grayscale(1)] if c == 1 else [T.Lambda(_rgb)]
-    train_tf = T.Compose(
-        [
-            *gray,
-            T.RandomResizedCrop((h, w), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            *([Lighting(0.1)] if c == 3 else []),
-            T.Normalize(mean, std),
-        ]
-    )
-    resize = T.Resize(round(min(h, w) * 256 / 224))  # shorter side 256 for 224 (Bag of Tricks)
-    val_tf = T.Compose([*gray, resize, T.CenterCrop((h, w)), T.ToTensor(), T.Normalize(mean, std)])
+    if preset not in PRESETS:
+        raise _error(f"unknown imagefolder preset '{preset}'", where, "use " + ", ".join(PRESETS))
+    train_tf, val_tf = PRESETS[preset](input_shape)
     train_tf = train_tf if augment else val_tf
     try:
         train = datasets.ImageFolder(str(root / "train"), transform=train_tf)
