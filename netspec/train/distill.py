@@ -14,7 +14,6 @@ newest usable checkpoint), kept in eval mode and never updated.
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,36 +34,18 @@ def distill_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: fl
 def load_teacher(cfg: DistillConfig, dev: torch.device, classes: int | None = None) -> nn.Module:
     """The teacher network of `cfg` with its checkpoint's weights, on `dev`, in eval mode."""
     from ..resolve import load_spec
-    from ..torch_backend import build
     from ..zoo import find_spec
-    from . import checkpoint as ckpt
-    from .runner import TrainError
+    from .runner import TrainError, model_from_checkpoint
 
     spec = load_spec(find_spec(cfg.teacher))
     if classes is not None and spec.classes != classes:
         raise TrainError(
             f"the teacher '{cfg.teacher}' has {spec.classes} classes but the student has {classes}"
         )
-    path = Path(cfg.checkpoint)
     try:
-        if path.is_dir():
-            found = ckpt.load_latest(path, map_location="cpu")
-            if found is None:
-                raise TrainError(f"the teacher's run directory '{path}' holds no checkpoint")
-            path, state, _ = found
-        else:
-            state = ckpt.load_checkpoint(path, map_location="cpu")
-    except ckpt.CheckpointError as exc:
-        raise TrainError(f"the teacher's checkpoint: {exc}") from None
-    key = "ema" if cfg.ema else "model"
-    weights = state.get(key) if isinstance(state, dict) and "format" in state else state
-    if not isinstance(weights, dict):
-        raise TrainError(f"{path} has no {'EMA ' if cfg.ema else ''}model weights for the teacher")
-    model = build(spec, seed=0)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise TrainError(f"{path} does not fit the teacher spec '{spec.name}': {exc}") from None
+        model, _, _ = model_from_checkpoint(spec, cfg.checkpoint, ema=cfg.ema)
+    except TrainError as exc:
+        raise TrainError(f"the teacher: {exc}") from None
     model = model.to(dev).eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -801,6 +801,35 @@ def _check_finite(value: float, epoch: int, i: int, steps: int, last_good: Path 
 # ---------------------------------------------------------------- evaluating a checkpoint
 
 
+def model_from_checkpoint(
+    spec: Spec, checkpoint: str | os.PathLike[str], *, ema: bool = False, map_location: Any = "cpu"
+) -> tuple[nn.Module, Path, dict[str, Any]]:
+    """The spec's network with a checkpoint's weights (its EMA weights with `ema`): (model, the file
+    used, the checkpoint). `checkpoint` is a file or a run directory (its newest usable checkpoint)."""
+    from ..torch_backend import build
+
+    path = Path(checkpoint)
+    try:
+        if path.is_dir():
+            found = ckpt.load_latest(path, map_location=map_location)
+            if found is None:
+                raise TrainError(f"'{path}' holds no checkpoint")
+            path, state, _ = found
+        else:
+            state = ckpt.load_checkpoint(path, map_location=map_location)
+    except ckpt.CheckpointError as exc:
+        raise TrainError(str(exc)) from None
+    weights = state.get("ema" if ema else "model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise TrainError(f"{path} has no {'EMA ' if ema else ''}model weights")
+    model = build(spec, seed=0)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise TrainError(f"{path} does not fit the spec '{spec.name}': {exc}") from None
+    return model, path, state
+
+
 def evaluate_checkpoint(
     model_or_spec: Spec | str | os.PathLike[str],
     checkpoint: str | os.PathLike[str],
@@ -819,28 +848,7 @@ def evaluate_checkpoint(
         raise TypeError("evaluate_checkpoint takes a spec (a Spec or a spec file)")
     recipe = recipe_from_spec(spec)
     dev = _device(device)
-    path = Path(checkpoint)
-    try:
-        if path.is_dir():
-            found = ckpt.load_latest(path, map_location=dev)
-            if found is None:
-                raise TrainError(f"'{path}' holds no checkpoint")
-            path, state, _ = found
-        else:
-            state = ckpt.load_checkpoint(path, map_location=dev)
-    except ckpt.CheckpointError as exc:
-        raise TrainError(str(exc)) from None
-    key = "ema" if ema else "model"
-    weights = state.get(key) if isinstance(state, dict) else None
-    if weights is None:
-        raise TrainError(f"{path} has no {'EMA ' if ema else ''}model weights")
-    from ..torch_backend import build
-
-    model = build(spec, seed=0)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise TrainError(f"{path} does not fit the spec '{spec.name}': {exc}") from None
+    model, path, state = model_from_checkpoint(spec, checkpoint, ema=ema, map_location=dev)
     model = model.to(dev)
     if isinstance(data, DataSplit):
         split = data
@@ -859,4 +867,12 @@ def evaluate_checkpoint(
     return metrics
 
 
-__all__ = ["SpecError", "TrainError", "TrainResult", "evaluate", "evaluate_checkpoint", "train"]
+__all__ = [
+    "SpecError",
+    "TrainError",
+    "TrainResult",
+    "evaluate",
+    "evaluate_checkpoint",
+    "model_from_checkpoint",
+    "train",
+]
