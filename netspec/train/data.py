@@ -368,50 +368,30 @@ def loaders(
     augmentations. With `world_size` > 1 (torchrun), each rank reads its shard of the training set
     (DistributedSampler, shuffled with `seed` + epoch: call `set_epoch`) and of the validation set
     (every example on exactly one rank, no padding)."""
+    processes = f" on {world_size} processes" if world_size > 1 else ""
+    if len(split.train) < batch_size * world_size:
+        raise SpecError(
+            Problem(
+                f"batch_size {batch_size}{processes} is larger than the training set"
+                f" ({len(split.train)} examples)",
+                ("train", "batch_size"),
+            )
+        )
+    train_sampler = val_sampler = None
     if world_size > 1:
         from torch.utils.data import DistributedSampler
 
         from .distributed import ShardSampler
 
-        if len(split.train) < batch_size * world_size:
-            raise SpecError(
-                Problem(
-                    f"batch_size {batch_size} on {world_size} processes is larger than the training set"
-                    f" ({len(split.train)} examples)",
-                    ("train", "batch_size"),
-                )
-            )
-        sampler = DistributedSampler(
+        train_sampler = DistributedSampler(
             split.train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
         )
-        train = DataLoader(
-            split.train,
-            batch_size=batch_size,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=workers,
-            generator=generator,
-            pin_memory=pin_memory,
-        )
-        val = DataLoader(
-            split.val,
-            batch_size=eval_batch_size or batch_size,
-            sampler=ShardSampler(len(split.val), rank, world_size),
-            num_workers=workers,
-            pin_memory=pin_memory,
-        )
-        return train, val
-    if len(split.train) < batch_size:
-        raise SpecError(
-            Problem(
-                f"batch_size {batch_size} is larger than the training set ({len(split.train)} examples)",
-                ("train", "batch_size"),
-            )
-        )
+        val_sampler = ShardSampler(len(split.val), rank, world_size)
     train = DataLoader(
         split.train,
         batch_size=batch_size,
-        shuffle=True,
+        shuffle=train_sampler is None,
+        sampler=train_sampler,
         drop_last=True,
         num_workers=workers,
         generator=generator,
@@ -420,7 +400,7 @@ def loaders(
     val = DataLoader(
         split.val,
         batch_size=eval_batch_size or batch_size,
-        shuffle=False,
+        sampler=val_sampler,
         num_workers=workers,
         pin_memory=pin_memory,
     )
