@@ -31,6 +31,7 @@ from .analysis import analyze
 from .errors import Problem, SpecError
 from .resolve import loads_spec, resolved_spec_text
 from .spec import Spec
+from .torch_backend import build
 
 FORMAT_TAG = "netspec/1"
 FORMATS = ("state_dict", "torchscript", "export", "onnx")
@@ -46,15 +47,6 @@ _ONNX_INLINE_LIMIT = 1_800_000_000  # bytes of weights; protobuf files stop at 2
 
 class CompileError(SpecError):
     """A module that cannot be written or read back in the asked format."""
-
-
-def build_module(
-    spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: int | None = None
-) -> nn.Module:
-    """netspec.build (looked up on the package, wherever the torch backend lives)."""
-    import netspec
-
-    return netspec.build(spec, input_size=input_size, seed=seed)
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
@@ -105,7 +97,7 @@ def save_compiled(
         _require_onnx()
     given = model is not None
     if model is None:
-        model = build_module(spec, input_size=size, seed=seed)
+        model = build(spec, input_size=size, seed=seed)
     shape = tuple(analyze(spec, size).input_shape)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
@@ -140,7 +132,7 @@ def _save_state_dict(
     state = model.state_dict()
     if check:  # a module from elsewhere must be this spec's, or load_compiled would fail later
         # (seed=0: a fork of the RNG, so the caller's random state is left alone)
-        expected = build_module(loads_spec(text, f"<resolved {spec.name}>"), seed=0).state_dict()
+        expected = build(loads_spec(text, f"<resolved {spec.name}>"), seed=0).state_dict()
         wrong = [
             k for k in expected if k not in state or tuple(state[k].shape) != tuple(expected[k].shape)
         ] + [k for k in state if k not in expected]
@@ -274,7 +266,7 @@ def load_compiled(path: str | Path, fmt: str | None = None) -> nn.Module:
         return torch.export.load(str(path)).module()
     obj = read_compiled(path)
     spec = loads_spec(obj["spec"], f"{path}:spec")
-    model = build_module(spec, seed=0)  # a forked RNG: the caller's random state is left alone
+    model = build(spec, seed=0)  # a forked RNG: the caller's random state is left alone
     try:
         model.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:

@@ -231,7 +231,7 @@ def import_weights(
     untouched). strict=False loads what matches and reports the rest (fine-tuning a new head), but
     still fails if nothing matches.
     """
-    from .compile import build_module
+    from .torch_backend import build
 
     if isinstance(spec_or_model, (str, Path)):
         from .resolve import load_spec
@@ -239,7 +239,7 @@ def import_weights(
 
         spec_or_model = load_spec(find_spec(str(spec_or_model)))
     if isinstance(spec_or_model, Spec):
-        model = build_module(spec_or_model)
+        model = build(spec_or_model)
         name = spec_or_model.name
     elif isinstance(spec_or_model, nn.Module):
         model = spec_or_model
