@@ -351,7 +351,13 @@ def _train_error(exc: Exception) -> None:
 
 @app.command()
 def train(
-    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name); its `train:` section is the recipe.")],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="Spec file (or zoo name); its `train:` section is the recipe. Or a model file (`.py`,"
+            " as `netspec export` writes it): its build_model(), INPUT_SHAPE and RECIPE."
+        ),
+    ],
     epochs: Annotated[int | None, typer.Option(help="train.epochs")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="train.batch_size")] = None,
     lr: Annotated[float | None, typer.Option(help="train.optimizer.lr (before linear scaling)")] = None,
@@ -378,15 +384,22 @@ def train(
     With no --data it trains on scikit-learn's bundled digits (no download).
     Example: `netspec train specs/lenet5.yaml`, `netspec train resnet20_cifar --data cifar10:DIR --epochs 5`
 
+    An exported (and maybe edited) model file trains the same way: `netspec train resnet50_d.py`.
+
     Data-parallel: `torchrun --nproc_per_node 8 -m netspec.cli train SPEC ...` (batch_size per process).
     """
     from .train import TrainError, train_overrides
     from .train import train as run
+    from .train.pymodel import is_model_file
 
     flags = train_overrides(epochs=epochs, batch_size=batch_size, lr=lr, data=data, seed=seed)
     log = "json" if json_lines else "quiet" if quiet else "auto"
     try:
-        result = run(load(spec, [*(set_ or []), *flags]), out=out, device=device, resume=resume, log=log)
+        overrides = [*(set_ or []), *flags]
+        if is_model_file(spec):  # a .py file: the overrides reach its RECIPE
+            result = run(spec, out=out, device=device, resume=resume, log=log, overrides=overrides)
+        else:
+            result = run(load(spec, overrides), out=out, device=device, resume=resume, log=log)
     except SpecError as exc:
         fail(exc)
     except TrainError as exc:
@@ -402,7 +415,7 @@ def train(
 
 @app.command("eval")
 def eval_(
-    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name), or a model file (`.py`).")],
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", "-c", help="A checkpoint file or a run directory.")
     ],
@@ -418,9 +431,13 @@ def eval_(
     import json
 
     from .train import TrainError, evaluate_checkpoint
+    from .train.pymodel import is_model_file
 
     try:
-        metrics = evaluate_checkpoint(load(spec, set_), checkpoint, data=data, device=device, ema=ema)
+        if is_model_file(spec):
+            metrics = evaluate_checkpoint(spec, checkpoint, data=data, device=device, ema=ema, overrides=set_)
+        else:
+            metrics = evaluate_checkpoint(load(spec, set_), checkpoint, data=data, device=device, ema=ema)
     except SpecError as exc:
         fail(exc)
     except TrainError as exc:

@@ -1,7 +1,8 @@
 """Source export: a spec becomes one standalone, readable PyTorch file (`netspec export`).
 
 The file reads like torchvision's models/resnet.py: a class per block kind, then the network, whose
-stages are loops, then a factory `build_model(**kwargs)` and a `__main__` smoke check. It imports torch
+stages are loops, then a factory `build_model(**kwargs)`, the constants `INPUT_SHAPE` and `RECIPE` (the
+spec's `train:` section: `netspec train model.py` reads both) and a `__main__` smoke check. It imports torch
 only, and its modules have the compiled module's names, so `state_dict`s move between the two.
 
 How a block kind becomes a class: its instances in the IR are *unified*. Their submodules are aligned
@@ -137,6 +138,10 @@ def _lit(v: Any) -> str:
     if type(v) is tuple:
         inner = ", ".join(_lit(x) for x in v)
         return f"({inner},)" if len(v) == 1 else f"({inner})"
+    if type(v) is list:
+        return "[" + ", ".join(_lit(x) for x in v) + "]"
+    if type(v) is dict and all(type(k) is str for k in v):
+        return "{" + ", ".join(f"{_lit(k)}: {_lit(x)}" for k, x in v.items()) + "}"
     raise ExportError(f"cannot write a value of type {type(v).__name__} as source")
 
 
@@ -1519,6 +1524,7 @@ def export_source(spec: Spec, *, format: bool = True, verify: bool = True) -> st
     Raises SpecError for an invalid spec and ExportError for one this exporter cannot write.
     """
     from .analysis import analyze
+    from .train.recipe import recipe_from_spec
 
     root = lower(spec)
     analysis = analyze(spec)
@@ -1532,7 +1538,6 @@ def export_source(spec: Spec, *, format: bool = True, verify: bool = True) -> st
     while model_name in ex.class_names:
         model_name = f"{_camel(spec.name, 'Model')}Net{'' if k == 2 else k}"
         k += 1
-    c, *hw = analysis.input_shape
     shape = "x".join(map(str, analysis.input_shape))
     out_shape = (
         "("
@@ -1583,7 +1588,9 @@ def export_source(spec: Spec, *, format: bool = True, verify: bool = True) -> st
             ),
             "    ",
         ),
-        "input_shape": ", ".join(map(str, (1, c, *hw))),
+        "input_shape_literal": _lit(tuple(analysis.input_shape)),
+        # the spec's `train:` section, validated, as the fields it sets (the defaults fill the rest)
+        "recipe_literal": _lit(recipe_from_spec(spec).model_dump(mode="json", exclude_defaults=True)),
     }
     text = _environment().get_template("model.py.j2").render(**context)
     ast.parse(text)  # never hand back a file that does not parse

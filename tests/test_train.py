@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 
 import netspec
 from netspec.train import (
@@ -470,11 +471,37 @@ def test_module_and_json_log(tmp_path, capsys):
     assert "ema_val_top1" in (tmp_path / "metrics.csv").read_text().splitlines()[0]
 
 
-def test_fp16_needs_cuda(tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("CUDA is here")
-    with pytest.raises(TrainError, match="fp16 needs a CUDA device"):
-        train(LENET, out=tmp_path, overrides=["train.amp=fp16"], device="cpu", log="quiet")
+def test_fp16_with_grad_scaler_resumes_exactly(tmp_path):
+    """fp16 autocast with loss scaling (CPU autocast has fp16 too): the scaler's state is in the
+    checkpoint and a resumed run is the uninterrupted one, bitwise, scale included."""
+    sets = ["train.epochs=2", "train.amp=fp16", "train.grad_clip=5.0", "train.data=synthetic:96"]
+    straight = train(LENET, out=tmp_path / "a", overrides=sets, device="cpu", log="quiet")
+    train(LENET, out=tmp_path / "b", overrides=sets, device="cpu", log="quiet", stop_after=1)
+    train(LENET, out=tmp_path / "b", overrides=sets, device="cpu", log="quiet", resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["scaler"]["scale"] > 0 and a["scaler"]["_growth_tracker"] > 0  # steps were taken
+    tensors_equal(
+        {k: a[k] for k in ("model", "optimizer", "scaler")},
+        {k: b[k] for k in ("model", "optimizer", "scaler")},
+    )
+    assert math.isfinite(straight.final["val_loss"])
+
+
+def test_fp16_overflow_skips_steps_instead_of_corrupting_weights(tmp_path):
+    """Inputs of 1e3 make the first scaled fp16 gradients overflow (65536 x about 1e3 > 65504):
+    the runner must let the scaler skip those steps and lower the scale (an optimizer step on
+    them would write inf into the weights and the loss would turn NaN), then train on."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 4, 4) * 1e3
+    y = torch.arange(64) % 2
+    split = DataSplit(TensorDataset(x, y), TensorDataset(x, y), 2, "big", (1, 4, 4))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    recipe = Recipe(epochs=2, batch_size=16, amp="fp16", optimizer={"lr": 1e-4, "weight_decay": 0})
+    res = train(model, recipe, data=split, out=tmp_path, device="cpu", log="quiet")
+    scale = load_checkpoint(tmp_path / "last.pt")["scaler"]["scale"]
+    assert scale < 65536.0  # halved at least once: a step was skipped
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    assert math.isfinite(res.final["train_loss"]) and math.isfinite(res.final["val_loss"])
 
 
 # ---------------------------------------------------------------- a real SIGKILL

@@ -18,8 +18,12 @@ from netspec.train.data import (
     BOT_STD,
     IMAGENET_EIGVAL,
     IMAGENET_EIGVEC,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PRESETS,
     Lighting,
     imagenet_transforms,
+    torchvision_transforms,
 )
 
 from .conftest import SPECS
@@ -255,3 +259,135 @@ def test_resnet20_with_the_tricks_reaches_98_5_on_digits(tmp_path, seed):
         log="quiet",
     )
     assert result.final["val_top1"] >= 0.985, result.history
+
+
+# ---------------------------------------------------------------- the torchvision preset
+
+
+def _random_images(sizes) -> list:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+
+
+# (width, height): square, landscape, portrait, smaller than the crop, odd margins on either side
+REFERENCE_SIZES = [(224, 224), (300, 200), (200, 300), (640, 480), (257, 999), (100, 150), (333, 257)]
+
+
+def test_torchvision_preset_validation_is_the_weights_transforms():
+    from torchvision.models import ResNet50_Weights
+
+    reference = ResNet50_Weights.IMAGENET1K_V1.transforms()  # ImageClassification(256 -> 224), no download
+    _, ours = torchvision_transforms((3, 224, 224))
+    _, bot = imagenet_transforms((3, 224, 224))
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    bot_mean, bot_std = torch.tensor(BOT_MEAN).view(3, 1, 1), torch.tensor(BOT_STD).view(3, 1, 1)
+    # the two normalisations are linear in the pixel x in [0, 1]: their largest gap is at x = 0 or 1
+    bound = max(float(((x - bot_mean) / bot_std - (x - mean) / std).abs().max()) for x in (0.0, 1.0))
+    for img in _random_images(REFERENCE_SIZES):
+        expected = reference(img)
+        got = ours(img)
+        assert got.shape == expected.shape == (3, 224, 224) and got.dtype == torch.float32
+        # Not bit-exact: v2.ToDtype(scale=True) multiplies the uint8 pixels by 1/255 where
+        # ImageClassification's convert_image_dtype divides by 255, a last-bit difference on [0, 1]
+        # (<= 6e-8) that the division by std (~0.22) makes at most ~3e-7.
+        assert torch.allclose(got, expected, rtol=0, atol=1e-6)
+        # ...while the resized and cropped pixels are exactly the same: both come back as uint8
+        pixels = ((got * std + mean) * 255).round().to(torch.uint8)
+        assert torch.equal(pixels, ((expected * std + mean) * 255).round().to(torch.uint8))
+        # the imagenet preset crops the same pixels but normalises with Bag of Tricks' 0-255 constants
+        # (123.68 / 255 = 0.48502 vs 0.485, 58.393 / 255 = 0.22899 vs 0.229, ...): close, not equal
+        diff = float((bot(img) - expected).abs().max())
+        assert 0 < diff <= bound + 1e-6 and diff < 0.02
+
+
+def test_torchvision_preset_training_is_crop_and_flip():
+    tf_train, tf_val = torchvision_transforms((3, 224, 224))
+    steps = _steps(tf_train)
+    crop, flip, to_image, to_float, norm = steps
+    assert isinstance(crop, v2.RandomResizedCrop)
+    assert list(crop.size) == [224, 224]
+    assert tuple(crop.scale) == (0.08, 1.0) and tuple(crop.ratio) == (3 / 4, 4 / 3)
+    assert crop.interpolation == v2.InterpolationMode.BILINEAR and crop.antialias is True
+    assert isinstance(flip, v2.RandomHorizontalFlip) and flip.p == 0.5
+    assert isinstance(to_image, v2.ToImage)
+    assert isinstance(to_float, v2.ToDtype) and to_float.dtype == torch.float32 and to_float.scale
+    assert isinstance(norm, v2.Normalize)
+    assert list(norm.mean) == [0.485, 0.456, 0.406] and list(norm.std) == [0.229, 0.224, 0.225]
+    assert not any(isinstance(t, v2.ColorJitter | Lighting) for t in steps)
+    resize, center, *_ = _steps(tf_val)
+    assert isinstance(resize, v2.Resize) and list(resize.size) == [256]
+    assert resize.interpolation == v2.InterpolationMode.BILINEAR and resize.antialias is True
+    assert isinstance(center, v2.CenterCrop) and list(center.size) == [224, 224]
+
+    (img,) = _random_images([(300, 200)])
+    x = tf_train(img)
+    assert x.shape == (3, 224, 224) and x.dtype == torch.float32
+    tf_train, tf_val = torchvision_transforms((1, 32, 32))
+    assert isinstance(_steps(tf_train)[-2], v2.Grayscale)  # grey after the conversion to a tensor
+    norm = _steps(tf_train)[-1]
+    assert list(norm.mean) == pytest.approx([sum(IMAGENET_MEAN) / 3])
+    assert list(norm.std) == pytest.approx([sum(IMAGENET_STD) / 3])
+    assert list(_steps(tf_val)[0].size) == [round(32 * 256 / 224)]  # 37
+    for tf in (tf_train, tf_val):
+        x = tf(img)
+        assert x.shape == (1, 32, 32) and x.dtype == torch.float32
+
+
+def test_imagefolder_with_the_torchvision_preset(tmp_path):
+    _tiny_folder(tmp_path)
+    s = load_data(f"imagefolder:{tmp_path}", (3, 32, 32), classes=3, preset="torchvision")
+    assert (len(s.train), len(s.val), s.classes) == (12, 6, 3)
+    expected_train, expected_val = torchvision_transforms((3, 32, 32))
+    assert repr(s.train.transform) == repr(expected_train)
+    assert repr(s.val.transform) == repr(expected_val)
+    assert repr(s.train.transform) != repr(imagenet_transforms((3, 32, 32))[0])
+    x, _ = s.train[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    v, _ = s.val[4]  # a flat red image: exactly ((220, 30, 30) / 255 - mean) / std, torchvision's numbers
+    expected = (torch.tensor([220.0, 30.0, 30.0]) / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(
+        IMAGENET_STD
+    )
+    assert torch.allclose(v, expected.view(3, 1, 1).expand(3, 32, 32), atol=1e-5)
+    # no preset: the imagenet one; augment=False: the validation transform for training too
+    default = load_data(f"imagefolder:{tmp_path}", (3, 32, 32))
+    assert repr(default.train.transform) == repr(imagenet_transforms((3, 32, 32))[0])
+    plain = load_data(f"imagefolder:{tmp_path}", (3, 32, 32), augment=False, preset="torchvision")
+    assert repr(plain.train.transform) == repr(expected_val)
+    assert set(PRESETS) == {"imagenet", "torchvision"}
+
+
+def test_a_preset_needs_imagefolder_data():
+    from netspec.errors import Location
+
+    at = Location("spec.yaml", 12, 11)
+    with pytest.raises(netspec.SpecError) as info:
+        load_data("digits", (1, 8, 8), preset="torchvision", preset_where=at)
+    (problem,) = info.value.problems
+    assert problem.path == ("train", "preset") and problem.location == at
+    assert "the preset 'torchvision' applies to imagefolder data, not 'digits'" in problem.message
+    assert "imagefolder:DIR" in problem.hint
+    assert "spec.yaml:12:11: train.preset:" in str(info.value)
+    with pytest.raises(netspec.SpecError, match=r"train\.preset"):
+        load_data("synthetic:8", (3, 8, 8), preset="imagenet")
+    with pytest.raises(netspec.SpecError) as info:  # unknown: at train.preset too
+        load_data("imagefolder:/nonexistent", (3, 8, 8), preset="coco", preset_where=at)
+    (problem,) = info.value.problems
+    assert problem.path == ("train", "preset") and problem.location == at
+    assert "unknown imagefolder preset 'coco'" in problem.message
+
+
+def test_the_recipe_accepts_only_known_presets():
+    import pydantic
+
+    from netspec.train.recipe import Recipe, validate_recipe
+
+    assert Recipe().preset is None
+    assert Recipe(preset="torchvision").preset == "torchvision"
+    with pytest.raises(pydantic.ValidationError):
+        Recipe(preset="bogus")
+    with pytest.raises(netspec.SpecError, match=r"train\.preset") as info:
+        validate_recipe({"preset": "imagenett"})
+    assert info.value.problems[0].path == ("train", "preset")

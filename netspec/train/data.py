@@ -6,8 +6,11 @@
 - `synthetic` or `synthetic:N`: N random images with random labels (for throughput, not accuracy).
 - `mnist:DIR`, `cifar10:DIR`: torchvision's readers; nothing is downloaded unless `download: true`.
 - `imagefolder:DIR`: DIR/train/<class>/<image> and DIR/val/<class>/<image>, with the transforms of
-  a preset: `imagenet` (the only one, the default), Bag of Tricks' pipeline (`imagenet_transforms`).
-A missing or malformed data set is a SpecError at `train.data` that says which layout was expected.
+  a preset (the recipe's `preset`): `imagenet` (the default), Bag of Tricks' pipeline
+  (`imagenet_transforms`), or `torchvision`, the recipe of torchvision's reference classification
+  scripts: crop and flip, no colour noise (`torchvision_transforms`).
+A missing or malformed data set is a SpecError at `train.data` that says which layout was expected;
+a preset for another data set, or an unknown one, is a SpecError at `train.preset`.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ def _error(message: str, where: Location | None, hint: str | None = None) -> Spe
     return SpecError(Problem(message, ("train", "data"), where, hint))
 
 
+def _preset_error(message: str, where: Location | None, hint: str | None = None) -> SpecError:
+    return SpecError(Problem(message, ("train", "preset"), where, hint))
+
+
 def load_data(
     name: str,
     input_shape: tuple[int, int, int],
@@ -72,12 +79,14 @@ def load_data(
     download: bool = False,
     augment: bool = True,
     where: Location | None = None,
-    preset: str = "imagenet",
+    preset: str | None = None,
+    preset_where: Location | None = None,
 ) -> DataSplit:
     """The data set `name` shaped for a network taking `input_shape` = (C, H, W) with `classes`
     outputs. `augment`: random shifts (digits), crops and flips (cifar10, imagefolder) in training.
     `where` is the location of `train.data` in the spec (for errors). `preset`: imagefolder's
-    transforms (a key of PRESETS)."""
+    transforms (a key of PRESETS; None: the data set's own, for imagefolder `imagenet`), an error
+    located at `preset_where` (that of `train.preset`) for any other data set."""
     kind, _, arg = name.partition(":")
     if kind not in KINDS:
         raise _error(
@@ -85,6 +94,17 @@ def load_data(
             where,
             "use digits, synthetic[:N], mnist:DIR, cifar10:DIR or imagefolder:DIR",
         )
+    if preset is not None:
+        if preset not in PRESETS:
+            raise _preset_error(
+                f"unknown imagefolder preset '{preset}'", preset_where, "use " + ", ".join(PRESETS)
+            )
+        if kind != "imagefolder":
+            raise _preset_error(
+                f"the preset '{preset}' applies to imagefolder data, not '{name}'",
+                preset_where,
+                "remove `preset`, or use imagefolder:DIR",
+            )
     if kind in ("mnist", "cifar10", "imagefolder") and not arg:
         raise _error(f"'{kind}' needs a directory: '{kind}:DIR'", where)
     if kind == "digits":
@@ -97,7 +117,7 @@ def load_data(
     elif kind == "cifar10":
         split = _cifar10(Path(arg), input_shape, download, augment, where)
     else:
-        split = _imagefolder(Path(arg), input_shape, augment, where, preset)
+        split = _imagefolder(Path(arg), input_shape, augment, where, preset or "imagenet")
     if classes is not None and split.classes > classes:
         raise _error(
             f"the data set '{name}' has {split.classes} classes but the network outputs {classes}",
@@ -319,7 +339,54 @@ def imagenet_transforms(input_shape: tuple[int, int, int]) -> tuple[Any, Any]:
     return train, val
 
 
-PRESETS = {"imagenet": imagenet_transforms}
+def torchvision_transforms(input_shape: tuple[int, int, int]) -> tuple[Any, Any]:
+    """The recipe of torchvision's reference classification scripts (the `torchvision` preset of
+    `imagefolder:DIR`; references/classification/presets.py with its defaults) as
+    torchvision.transforms.v2 (training, validation) transforms of RGB PIL images, for an input of
+    `input_shape` = (C, H, W), C 1 or 3.
+
+    Training: RandomResizedCrop to (H, W), area [8%, 100%], aspect ratio [3/4, 4/3], bilinear with
+    antialiasing; horizontal flip; no colour jitter, no lighting noise; normalisation by torchvision's
+    ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). Validation: the shorter side
+    resized (bilinear, antialiased) to 256 and a 224 center crop, both scaled with the input
+    (resize = round(min(H, W) * 256 / 224)): at (3, 224, 224) the same tensor as the weights'
+    `transforms()` (torchvision.transforms._presets.ImageClassification). One channel: the image is
+    made grey after the conversion to a tensor and normalised with the mean of the three means and
+    stds."""
+    from torchvision.transforms import v2
+
+    c, h, w = input_shape
+    mean, std = (
+        (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ([sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3])
+    )
+    bilinear = v2.InterpolationMode.BILINEAR
+    gray = [v2.Grayscale(1)] if c == 1 else []
+    tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    train = v2.Compose(
+        [
+            v2.RandomResizedCrop(
+                (h, w), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation=bilinear, antialias=True
+            ),
+            v2.RandomHorizontalFlip(p=0.5),
+            *tensor,
+            *gray,
+            v2.Normalize(mean, std),
+        ]
+    )
+    resize = round(min(h, w) * 256 / 224)  # shorter side 256 for 224
+    val = v2.Compose(
+        [
+            v2.Resize(resize, interpolation=bilinear, antialias=True),
+            v2.CenterCrop((h, w)),
+            *tensor,
+            *gray,
+            v2.Normalize(mean, std),
+        ]
+    )
+    return train, val
+
+
+PRESETS = {"imagenet": imagenet_transforms, "torchvision": torchvision_transforms}
 
 
 def _imagefolder(
@@ -337,7 +404,7 @@ def _imagefolder(
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise _error(f"'{root}' is not an image folder data set", where, layout)
     if preset not in PRESETS:
-        raise _error(f"unknown imagefolder preset '{preset}'", where, "use " + ", ".join(PRESETS))
+        raise _preset_error(f"unknown imagefolder preset '{preset}'", None, "use " + ", ".join(PRESETS))
     train_tf, val_tf = PRESETS[preset](input_shape)
     train_tf = train_tf if augment else val_tf
     try:

@@ -32,20 +32,21 @@ def distill_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: fl
 
 
 def load_teacher(cfg: DistillConfig, dev: torch.device, classes: int | None = None) -> nn.Module:
-    """The teacher network of `cfg` with its checkpoint's weights, on `dev`, in eval mode."""
+    """The teacher network of `cfg` (a spec, or a model file: a `.py` path) with its checkpoint's
+    weights, on `dev`, in eval mode."""
     from ..resolve import load_spec
     from ..zoo import find_spec
+    from .pymodel import is_model_file, read_model_file
     from .runner import TrainError, model_from_checkpoint
 
-    spec = load_spec(find_spec(cfg.teacher))
-    if classes is not None and spec.classes != classes:
-        raise TrainError(
-            f"the teacher '{cfg.teacher}' has {spec.classes} classes but the student has {classes}"
-        )
+    teacher: Any = cfg.teacher if is_model_file(cfg.teacher) else load_spec(find_spec(cfg.teacher))
     try:
-        model, _, _ = model_from_checkpoint(spec, cfg.checkpoint, ema=cfg.ema)
+        model, _, _ = model_from_checkpoint(teacher, cfg.checkpoint, ema=cfg.ema)
     except TrainError as exc:
         raise TrainError(f"the teacher: {exc}") from None
+    outputs = read_model_file(teacher).classes(model) if isinstance(teacher, str) else teacher.classes
+    if classes is not None and outputs != classes:
+        raise TrainError(f"the teacher '{cfg.teacher}' has {outputs} classes but the student has {classes}")
     model = model.to(dev).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -61,9 +62,8 @@ class Distiller:
 
     @classmethod
     def from_config(
-        cls, cfg: DistillConfig, dev: torch.device, amp: str, spec: Any = None, where: Any = None
+        cls, cfg: DistillConfig, dev: torch.device, amp: str, classes: int | None = None
     ) -> Distiller:
-        classes = spec.classes if spec is not None else None
         return cls(load_teacher(cfg, dev, classes), cfg.temperature, cfg.weight, dev, amp)
 
     def __call__(self, x: Tensor, student_logits: Tensor) -> Tensor:

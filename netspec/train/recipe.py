@@ -103,7 +103,12 @@ class Recipe(_Strict):
     augment: bool = Field(
         True,
         description="training augmentation: digits shift, cifar10 crops and flips, imagefolder"
-        " random-resized crops, flips and PCA lighting",
+        " the `preset`'s (random-resized crops and flips; colour jitter and PCA lighting in `imagenet`)",
+    )
+    preset: Literal["imagenet", "torchvision"] | None = Field(
+        None,
+        description="imagefolder's transforms: imagenet (Bag of Tricks, the default) or torchvision"
+        " (its reference scripts: crop and flip)",
     )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="digits / synthetic: held-out fraction")
     aux_weight: float = Field(0.3, ge=0, description="weight of each auxiliary head's loss (GoogLeNet)")

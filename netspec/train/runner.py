@@ -1,7 +1,8 @@
 """The training loop: `train` a spec (or any classifier module) with a recipe, `evaluate` a model.
 
 A run directory holds
-- `spec.yaml` (the resolved spec) and `recipe.yaml` (the full recipe, with the effective lr);
+- `spec.yaml` (the resolved spec; `model.py`, a copy of the file, for a model file) and
+  `recipe.yaml` (the full recipe, with the effective lr);
 - `metrics.jsonl` and `metrics.csv`: a row per epoch (epoch, step, lr, train loss, val loss,
   top-1, top-5, images/s, time; EMA metrics when EMA is on);
 - `checkpoints/epoch_NNNN.pt` after every epoch and `last.pt`, each with a `.sha256` beside it.
@@ -46,6 +47,7 @@ from .losses import Criterion, main_logits, mixup, sample_mixup
 from .lr import LRSchedule
 from .params import make_optimizer
 from .progress import Event, Reporter
+from .pymodel import is_model_file, read_model_file
 from .recipe import Recipe, recipe_from_spec, validate_recipe
 
 CHECKPOINT_FORMAT = "netspec-train"
@@ -102,6 +104,41 @@ class _Run:
 
 
 # ---------------------------------------------------------------- resolving the arguments
+
+
+@dataclass
+class _Subject:
+    """What a run trains, and what the runner must know of it: a spec (built in the run, with its
+    init seed), a model file (built from its build_model()) or a module given from Python."""
+
+    name: str
+    spec: Spec | None = None
+    model: nn.Module | None = None
+    input_shape: tuple[int, int, int] | None = None
+    classes: int | None = None
+    raw: Any = None  # the positioned tree holding `train:`, to locate data errors
+    source: Path | None = None  # a model file: copied into the run directory
+
+
+def _subject(
+    model_or_spec: Any,
+    recipe: Recipe | dict[str, Any] | None,
+    overrides: list[str] | None,
+    input_shape: tuple[int, int, int] | None,
+) -> tuple[_Subject, Recipe]:
+    if is_model_file(model_or_spec):
+        mf = read_model_file(model_or_spec, overrides)
+        resolved = _resolve_recipe(recipe, None) if recipe is not None else mf.recipe
+        _seed_all(resolved.seed)  # build_model() draws its initial weights from the global RNGs
+        model = mf.build()
+        subject = _Subject(mf.name, None, model, mf.input_shape, mf.classes(model), mf.raw, mf.path.resolve())
+        return subject, resolved
+    spec, model = _resolve_spec(model_or_spec, overrides)
+    resolved = _resolve_recipe(recipe, spec)
+    if spec is not None:
+        return _Subject(spec.name, spec, None, _input_shape(spec), spec.classes, spec.raw), resolved
+    assert model is not None
+    return _Subject(type(model).__name__.lower(), None, model, input_shape), resolved
 
 
 def _resolve_spec(model_or_spec: Any, overrides: list[str] | None) -> tuple[Spec | None, nn.Module | None]:
@@ -372,8 +409,10 @@ def train(
     keep_checkpoints: int | None = None,
     input_shape: tuple[int, int, int] | None = None,
 ) -> TrainResult:
-    """Train a spec (a Spec, a spec file or zoo name with `overrides`, or a built nn.Module with
-    `input_shape` when `data` is a name) with `recipe` (default: the spec's `train:` section).
+    """Train a spec (a Spec, a spec file or zoo name with `overrides`), a model file (a `.py` path
+    defining build_model(), INPUT_SHAPE and RECIPE, as `netspec export` writes it; `overrides` then
+    reach RECIPE only) or a built nn.Module (with `input_shape` when `data` is a name) with `recipe`
+    (default: the spec's `train:` section, the file's RECIPE).
 
     data: a data set name (default: the recipe's `data`, `digits` unless set) or a DataSplit.
     out: the run directory (default `runs/<spec name>`); refused if it holds a run, unless `resume`
@@ -384,9 +423,7 @@ def train(
     Raises SpecError for mistakes in the spec or recipe, TrainError when the run cannot go on.
     """
     started = time.perf_counter()
-    spec, given_model = _resolve_spec(model_or_spec, overrides)
-    recipe = _resolve_recipe(recipe, spec)
-    name = spec.name if spec is not None else type(given_model).__name__.lower()
+    subject, recipe = _subject(model_or_spec, recipe, overrides, input_shape)
     info = distributed.detect()  # torchrun: RANK, WORLD_SIZE, LOCAL_RANK
     if info.enabled:
         device = distributed.device_for(info, str(device))
@@ -394,8 +431,8 @@ def train(
     created_group = distributed.init(info, dev)
     try:
         return _train(
-            spec, given_model, recipe, name, info, dev, data, out, resume, log, log_every, overwrite,
-            stop_after, keep_checkpoints, input_shape, started,
+            subject, recipe, info, dev, data, out, resume, log, log_every, overwrite, stop_after,
+            keep_checkpoints, started,
         )  # fmt: skip
     finally:
         if created_group:
@@ -403,10 +440,8 @@ def train(
 
 
 def _train(
-    spec: Spec | None,
-    given_model: nn.Module | None,
+    subject: _Subject,
     recipe: Recipe,
-    name: str,
     info: distributed.DistInfo,
     dev: torch.device,
     data: str | DataSplit | None,
@@ -417,11 +452,9 @@ def _train(
     overwrite: bool,
     stop_after: int | None,
     keep_checkpoints: int | None,
-    input_shape: tuple[int, int, int] | None,
     started: float,
 ) -> TrainResult:
-    if recipe.amp == "fp16" and dev.type != "cuda":
-        raise TrainError("amp fp16 needs a CUDA device; use `amp: bf16` or `amp: none` on CPU")
+    spec, name = subject.spec, subject.name
     out_dir = Path(out) if out is not None else Path("runs") / name
     main = info.is_main
     if main:
@@ -437,32 +470,34 @@ def _train(
     reporter = Reporter(log if main else "quiet")
 
     # data
-    where: Location | None = locate(spec.raw, ("train", "data")) if spec is not None else None
+    where: Location | None = locate(subject.raw, ("train", "data")) if subject.raw is not None else None
     if isinstance(data, DataSplit):
         split = data
     else:
-        shape = _input_shape(spec) if spec is not None else input_shape
-        if shape is None:
+        if subject.input_shape is None:
             raise TypeError("train(model, data=NAME) needs input_shape=(C, H, W) when given a module")
         split = load_data(
             data or recipe.data,
-            shape,
-            classes=spec.classes if spec is not None else None,
+            subject.input_shape,
+            classes=subject.classes,
             val_fraction=recipe.val_fraction,
             download=recipe.download,
             augment=recipe.augment,
             where=where,
+            preset=recipe.preset,
+            preset_where=locate(subject.raw, ("train", "preset")) if subject.raw is not None else None,
         )
 
     # model, optimizer, loaders: built identically for a fresh and a resumed run
     _seed_all(recipe.seed)
-    if given_model is None:
+    if spec is not None:
         from ..torch_backend import build
 
         seed = spec.init.seed if spec.init.seed is not None else recipe.seed
         model = build(spec, seed=seed)
     else:
-        model = given_model
+        assert subject.model is not None
+        model = subject.model
     if info.enabled:  # the same initial weights everywhere, then each rank its own random stream
         _seed_all(recipe.seed + 1_000_003 * info.rank)
     model = model.to(dev)
@@ -487,7 +522,8 @@ def _train(
     run = _Run(
         model=model,
         optimizer=make_optimizer(model, recipe),
-        scaler=torch.amp.GradScaler("cuda") if recipe.amp == "fp16" else None,
+        # fp16's narrow range needs loss scaling (bf16's does not); torch's CPU autocast has fp16 too
+        scaler=torch.amp.GradScaler(dev.type) if recipe.amp == "fp16" else None,
         ema=EMA(model, recipe.ema_decay) if recipe.ema_decay else None,
         generator=generator,
         rank=info.rank,
@@ -495,7 +531,7 @@ def _train(
     if recipe.distill is not None:
         from .distill import Distiller
 
-        run.teacher = Distiller.from_config(recipe.distill, dev, recipe.amp, spec, where)
+        run.teacher = Distiller.from_config(recipe.distill, dev, recipe.amp, subject.classes)
     if main:
         check_free_space(out_dir, checkpoint_bytes(run, recipe))
     last_good: Path | None = None
@@ -515,6 +551,9 @@ def _train(
         if spec is not None and main:
             spec_doc = spec.model_dump(mode="json", exclude_defaults=True, by_alias=False)
             _write_text(out_dir / "spec.yaml", _yaml(spec_doc))
+        copy = out_dir / "model.py"
+        if subject.source is not None and main and copy.resolve() != subject.source:
+            _write_text(copy, subject.source.read_text(encoding="utf-8"))  # the code that was trained
         recipe_doc = {
             **recipe.model_dump(mode="json"),
             "effective_lr": schedule.base_lr,
@@ -802,12 +841,33 @@ def _check_finite(value: float, epoch: int, i: int, steps: int, last_good: Path 
 
 
 def model_from_checkpoint(
-    spec: Spec, checkpoint: str | os.PathLike[str], *, ema: bool = False, map_location: Any = "cpu"
+    spec: Spec | str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    *,
+    ema: bool = False,
+    map_location: Any = "cpu",
 ) -> tuple[nn.Module, Path, dict[str, Any]]:
-    """The spec's network with a checkpoint's weights (its EMA weights with `ema`): (model, the file
-    used, the checkpoint). `checkpoint` is a file or a run directory (its newest usable checkpoint)."""
-    from ..torch_backend import build
+    """The network of a spec (or of a model file: a `.py` path) with a checkpoint's weights (its EMA
+    weights with `ema`): (model, the file used, the checkpoint). `checkpoint` is a file or a run
+    directory (its newest usable checkpoint)."""
+    if isinstance(spec, Spec):
+        from ..torch_backend import build
 
+        model, what = build(spec, seed=0), f"the spec '{spec.name}'"
+    else:
+        model, what = read_model_file(spec).build(), f"the network of '{spec}'"
+    path, state = _read_checkpoint(checkpoint, map_location)
+    weights = state.get("ema" if ema else "model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise TrainError(f"{path} has no {'EMA ' if ema else ''}model weights")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise TrainError(f"{path} does not fit {what}: {exc}") from None
+    return model, path, state
+
+
+def _read_checkpoint(checkpoint: str | os.PathLike[str], map_location: Any) -> tuple[Path, dict[str, Any]]:
     path = Path(checkpoint)
     try:
         if path.is_dir():
@@ -819,15 +879,7 @@ def model_from_checkpoint(
             state = ckpt.load_checkpoint(path, map_location=map_location)
     except ckpt.CheckpointError as exc:
         raise TrainError(str(exc)) from None
-    weights = state.get("ema" if ema else "model") if isinstance(state, dict) else None
-    if not isinstance(weights, dict):
-        raise TrainError(f"{path} has no {'EMA ' if ema else ''}model weights")
-    model = build(spec, seed=0)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise TrainError(f"{path} does not fit the spec '{spec.name}': {exc}") from None
-    return model, path, state
+    return path, state
 
 
 def evaluate_checkpoint(
@@ -841,25 +893,34 @@ def evaluate_checkpoint(
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Metrics (loss, top1, top5, n) of a checkpoint (a file, or a run directory: its newest usable
-    checkpoint) on the validation split of `data` (default: the recipe's). `ema` evaluates the
-    checkpoint's EMA weights. Adds `checkpoint` (the file used) and `epoch` to the metrics."""
-    spec, _ = _resolve_spec(model_or_spec, overrides)
-    if spec is None:
-        raise TypeError("evaluate_checkpoint takes a spec (a Spec or a spec file)")
-    recipe = recipe_from_spec(spec)
+    checkpoint) of a spec or a model file (a `.py` path) on the validation split of `data` (default:
+    the recipe's). `ema` evaluates the checkpoint's EMA weights. Adds `checkpoint` (the file used)
+    and `epoch` to the metrics."""
     dev = _device(device)
-    model, path, state = model_from_checkpoint(spec, checkpoint, ema=ema, map_location=dev)
+    if is_model_file(model_or_spec):
+        mf = read_model_file(model_or_spec, overrides)
+        recipe, shape, raw = mf.recipe, mf.input_shape, mf.raw
+        model, path, state = model_from_checkpoint(str(model_or_spec), checkpoint, ema=ema, map_location=dev)
+        classes = mf.classes(model)
+    else:
+        spec, _ = _resolve_spec(model_or_spec, overrides)
+        if spec is None:
+            raise TypeError("evaluate_checkpoint takes a spec (a Spec or a spec file) or a model file")
+        recipe, shape, raw, classes = recipe_from_spec(spec), _input_shape(spec), spec.raw, spec.classes
+        model, path, state = model_from_checkpoint(spec, checkpoint, ema=ema, map_location=dev)
     model = model.to(dev)
     if isinstance(data, DataSplit):
         split = data
     else:
         split = load_data(
             data or recipe.data,
-            _input_shape(spec),
-            classes=spec.classes,
+            shape,
+            classes=classes,
             val_fraction=recipe.val_fraction,
             download=recipe.download,
-            where=locate(spec.raw, ("train", "data")),
+            where=locate(raw, ("train", "data")),
+            preset=recipe.preset,
+            preset_where=locate(raw, ("train", "preset")),
         )
     val = _as_loader(split.val, batch_size or recipe.eval_batch_size or recipe.batch_size)
     metrics: dict[str, Any] = evaluate(model, val, device=dev, amp=recipe.amp)
