@@ -6,6 +6,7 @@ and oversized files are errors with a position, never a hang, a RecursionError o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -38,6 +39,16 @@ class PosList(list):
     def __init__(self, *args: Any):
         super().__init__(*args)
         self.positions: dict[int, Location] = {}
+
+    @classmethod
+    def of(cls, items: Iterable[tuple[Any, Location]], location: Location) -> PosList:
+        """A list written at `location` from (value, where the value is written) pairs."""
+        out = cls()
+        out.location = location
+        for i, (value, where) in enumerate(items):
+            out.append(value)
+            out.positions[i] = where
+        return out
 
 
 def _loc(file: str, node: Node) -> Location:
@@ -129,12 +140,8 @@ def _construct(node: Node, loader: _Loader, file: str) -> Any:
             )
         )
     if isinstance(node, SequenceNode):
-        out = PosList()
-        out.location = _loc(file, node)
-        for i, child in enumerate(node.value):
-            out.append(_construct(child, loader, file))
-            out.positions[i] = _loc(file, child)
-        return out
+        children = ((_construct(child, loader, file), _loc(file, child)) for child in node.value)
+        return PosList.of(children, _loc(file, node))
     if isinstance(node, MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<): inherited entries come first
         own_keys = getattr(node, "own_keys", set())

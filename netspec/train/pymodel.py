@@ -65,12 +65,8 @@ def _literal(node: ast.expr, file: str, name: str) -> Any:
             out.key_positions[k.value] = _loc(file, k)
         return out
     if isinstance(node, ast.List | ast.Tuple):
-        items = PosList()
-        items.location = _loc(file, node)
-        for i, item in enumerate(node.elts):
-            items.append(_literal(item, file, name))
-            items.positions[i] = _loc(file, item)
-        return items
+        items = ((_literal(item, file, name), _loc(file, item)) for item in node.elts)
+        return PosList.of(items, _loc(file, node))
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool | type(None)):
         return node.value
     if (
