@@ -368,6 +368,9 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<spec name>).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="train.seed")] = None,
+    download: Annotated[
+        bool, typer.Option("--download", help="Let torchvision download mnist / cifar10 into DIR.")
+    ] = False,
     resume: Annotated[
         bool,
         typer.Option(
@@ -392,7 +395,9 @@ def train(
     from .train import train as run
     from .train.pymodel import is_model_file
 
-    flags = train_overrides(epochs=epochs, batch_size=batch_size, lr=lr, data=data, seed=seed)
+    flags = train_overrides(
+        epochs=epochs, batch_size=batch_size, lr=lr, data=data, seed=seed, download=download
+    )
     log = "json" if json_lines else "quiet" if quiet else "auto"
     try:
         overrides = [*(set_ or []), *flags]

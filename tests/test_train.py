@@ -237,7 +237,7 @@ def test_missing_torchvision_sets_explain_the_layout(tmp_path):
         train(spec, out=tmp_path / "run", log="quiet")
     text = str(err.value)
     assert "<--set train.data=" in text and "train.data: MNIST not found" in text
-    assert "train-images-idx3-ubyte" in text and "train.download=true" in text
+    assert "train-images-idx3-ubyte" in text and "`--download`" in text
     assert not (tmp_path / "MNIST").exists()  # nothing downloaded
     with pytest.raises(netspec.SpecError, match="cifar-10-batches-py"):
         load_data(f"cifar10:{tmp_path}", (3, 32, 32))
@@ -589,6 +589,33 @@ def test_keep_checkpoints_and_rich_output(tmp_path, capsys):
     assert [e for e, _ in ckpt.epoch_checkpoints(tmp_path)] == [4, 3]
     assert len(list((tmp_path / "checkpoints").iterdir())) == 4  # two checkpoints, two checksums
     assert "epoch 4/4" in capsys.readouterr().out
+
+
+def test_step_events_and_the_rich_bar_show_throughput(tmp_path, capsys):
+    import io
+
+    from rich.console import Console
+
+    from netspec.train.progress import Reporter
+
+    split = load_data("synthetic:40", (1, 4, 4), classes=2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    train(model, Recipe(epochs=1, batch_size=8), data=split, out=tmp_path, log="json", log_every=2)
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == 2 and all(e["images_per_s"] > 0 for e in steps)
+    reporter = Reporter("rich", stream=io.StringIO())
+    reporter.emit({**steps[0], "images_per_s": 1234.4})
+    screen = Console(file=io.StringIO(), record=True, width=160)
+    screen.print(reporter._progress.get_renderable())
+    reporter.close()
+    text = screen.export_text()
+    assert "1234 img/s" in text and f"loss {steps[0]['loss']:.4f}" in text and "2/4" in text
+
+
+def test_command_line_flags_become_overrides():
+    assert train_overrides(epochs=3, download=True) == ["train.epochs=3", "train.download=true"]
+    assert train_overrides(data="mnist:/d", download=False) == ['train.data="mnist:/d"']
 
 
 def test_zoo_train_sections_are_valid_recipes():

@@ -264,7 +264,7 @@ def _mnist(
             f"MNIST not found in '{root}'" + _detail(exc),
             where,
             f"expected {root}/MNIST/raw/train-images-idx3-ubyte, train-labels-idx1-ubyte,"
-            " t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte; `--set train.download=true` fetches them",
+            " t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte; `--download` (`download: true`) fetches them",
         ) from None
     return DataSplit(train, val, 10, f"mnist:{root}", input_shape)
 
@@ -293,7 +293,7 @@ def _cifar10(
             f"CIFAR-10 not found in '{root}'" + _detail(exc),
             where,
             f"expected {root}/cifar-10-batches-py/ with data_batch_1..5, test_batch and batches.meta"
-            " (the python version of the archive); `--set train.download=true` fetches it",
+            " (the python version of the archive); `--download` (`download: true`) fetches it",
         ) from None
     return DataSplit(train, val, 10, f"cifar10:{root}", input_shape)
 

@@ -91,24 +91,25 @@ class Reporter:
     def _step(self, e: Event) -> None:
         if self.mode != "rich":
             return
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        fields = {"epoch": e["epoch"], "loss": e["loss"], "lr": e["lr"], "ips": e.get("images_per_s", 0.0)}
         if self._progress is None:
             self._progress = Progress(
                 TextColumn("epoch {task.fields[epoch]}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.4g}"),
+                TextColumn(
+                    "loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.4g}  {task.fields[ips]:.0f} img/s"
+                ),
                 TimeRemainingColumn(),
                 transient=True,
+                console=Console(file=self.stream),
             )
             self._progress.start()
-            self._task = self._progress.add_task(
-                "train", total=e["steps"], epoch=e["epoch"], loss=e["loss"], lr=e["lr"]
-            )
-        self._progress.update(
-            self._task, completed=e["step_in_epoch"], epoch=e["epoch"], loss=e["loss"], lr=e["lr"]
-        )
+            self._task = self._progress.add_task("train", total=e["steps"], **fields)
+        self._progress.update(self._task, completed=e["step_in_epoch"], **fields)
 
     def _stop_bar(self) -> None:
         if self._progress is not None:

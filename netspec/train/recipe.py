@@ -179,6 +179,7 @@ def train_overrides(
     lr: float | None = None,
     data: str | None = None,
     seed: int | None = None,
+    download: bool = False,
 ) -> list[str]:
     """Command-line shortcuts (`--epochs 3`) as `--set` overrides (`train.epochs=3`), to pass to
     load_spec with the user's own `--set`s after them."""
@@ -190,6 +191,7 @@ def train_overrides(
         "train.optimizer.lr": lr,
         "train.data": data,
         "train.seed": seed,
+        "train.download": True if download else None,
     }
     # JSON is YAML: a path like `mnist:/d` must stay a string, not become a mapping
     return [f"{k}={json.dumps(v)}" for k, v in pairs.items() if v is not None]

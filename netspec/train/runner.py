@@ -752,7 +752,8 @@ def _train_epoch(
     t0 = time.perf_counter()
     total = torch.zeros((), dtype=torch.float64, device=dev)  # loss sum over the epoch
     window = torch.zeros((), dtype=torch.float64, device=dev)  # since the last step event
-    n_window = n_images = 0
+    n_window = n_images = window_images = 0
+    t_window = t0
     steps = len(loader)
     lr = schedule(run.step)
     for i, (x, y) in enumerate(loader):
@@ -794,9 +795,11 @@ def _train_epoch(
         window += detached
         n_window += 1
         n_images += y.shape[0]
+        window_images += y.shape[0]
         if (i + 1) % log_every == 0:
-            mean = float(window) / n_window
+            mean = float(window) / n_window  # waits for the device: the window's time is its own
             _check_finite(mean, epoch, i, steps, last_good)
+            now = time.perf_counter()
             reporter.emit(
                 {
                     "event": "step",
@@ -806,10 +809,12 @@ def _train_epoch(
                     "steps": steps,
                     "loss": mean,
                     "lr": lr,
+                    "images_per_s": window_images / (now - t_window) if now > t_window else 0.0,
                 }
             )
             window.zero_()
-            n_window = 0
+            n_window = window_images = 0
+            t_window = now
     train_loss = float(total) / max(1, steps)
     _check_finite(train_loss, epoch, steps - 1, steps, last_good)
     elapsed = time.perf_counter() - t0
