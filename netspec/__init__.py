@@ -7,6 +7,8 @@ from .lower import lower
 from .resolve import load_spec, loads_spec
 from .spec import Spec
 
+from . import train  # isort: skip  (the runner's package, callable: netspec.train(model, recipe))
+
 __version__ = "0.1.0"
 
 
@@ -32,4 +34,5 @@ __all__ = [
     "load_spec",
     "loads_spec",
     "lower",
+    "train",
 ]

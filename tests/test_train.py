@@ -613,6 +613,28 @@ def test_step_events_and_the_rich_bar_show_throughput(tmp_path, capsys):
     assert "1234 img/s" in text and f"loss {steps[0]['loss']:.4f}" in text and "2/4" in text
 
 
+def test_the_package_is_the_runner(tmp_path):
+    """`netspec.train(module, recipe)`, as the issue writes it, is netspec.train.train."""
+    split = load_data("synthetic:40", (1, 4, 4), classes=2)
+    torch.manual_seed(0)
+    a = netspec.train(
+        nn.Sequential(nn.Flatten(), nn.Linear(16, 2)),
+        Recipe(epochs=1, batch_size=8),
+        data=split,
+        out=tmp_path / "a",
+        log="quiet",
+    )
+    torch.manual_seed(0)
+    b = train(
+        nn.Sequential(nn.Flatten(), nn.Linear(16, 2)),
+        Recipe(epochs=1, batch_size=8),
+        data=split,
+        out=tmp_path / "b",
+        log="quiet",
+    )
+    assert netspec.train.train is train and torch.equal(a.model[1].weight, b.model[1].weight)
+
+
 def test_command_line_flags_become_overrides():
     assert train_overrides(epochs=3, download=True) == ["train.epochs=3", "train.download=true"]
     assert train_overrides(data="mnist:/d", download=False) == ['train.data="mnist:/d"']

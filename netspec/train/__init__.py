@@ -3,6 +3,7 @@
     from netspec.train import train
     result = train("specs/lenet5.yaml", out="runs/lenet5")   # digits, the embedded default data set
     result.final["val_top1"]
+    netspec.train(module, recipe, data=split)                # the package is the function too
 
 Modules, one job each: recipe (the `train:` section), lr (the per-iteration schedule), losses
 (label smoothing, mixup, auxiliary heads), params (no-bias-decay groups), data (data sets),
@@ -14,6 +15,8 @@ Names are imported on first use: `netspec.train.recipe` (validating a `train:` s
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS = {
@@ -49,3 +52,14 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
+
+
+class _Runner(types.ModuleType):
+    """`netspec.train(model_or_spec, recipe, ...)` is `netspec.train.train(...)`: the package that
+    holds the runner can be called as the runner."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return __getattr__("train")(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _Runner

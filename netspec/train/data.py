@@ -264,7 +264,8 @@ def _mnist(
             f"MNIST not found in '{root}'" + _detail(exc),
             where,
             f"expected {root}/MNIST/raw/train-images-idx3-ubyte, train-labels-idx1-ubyte,"
-            " t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte; `--download` (`download: true`) fetches them",
+            " t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte;"
+            " `--download` (`download: true`) fetches them",
         ) from None
     return DataSplit(train, val, 10, f"mnist:{root}", input_shape)
 
