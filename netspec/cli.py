@@ -330,8 +330,9 @@ def export(
 ) -> None:
     """Write the network as readable, standalone PyTorch source (imports torch only, not netspec).
 
-    The file defines one class per block kind, the network class, `build_model(**kwargs)` and a
-    `__main__` smoke check. Example: `netspec export specs/resnet50_d.yaml -o resnet50_d.py`
+    The file defines one class per block kind, the network class, `build_model(**kwargs)`,
+    `INPUT_SHAPE` and `RECIPE` (the `train:` section; `netspec train FILE` trains the file, edited or
+    not) and a `__main__` smoke check. Example: `netspec export specs/resnet50_d.yaml -o resnet50_d.py`
     """
     from .export import ExportError, export_source
 
