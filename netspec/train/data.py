@@ -62,12 +62,8 @@ class DataSplit:
     input_shape: tuple[int, int, int]
 
 
-def _error(message: str, where: Location | None, hint: str | None = None) -> SpecError:
-    return SpecError(Problem(message, ("train", "data"), where, hint))
-
-
-def _preset_error(message: str, where: Location | None, hint: str | None = None) -> SpecError:
-    return SpecError(Problem(message, ("train", "preset"), where, hint))
+def _error(message: str, where: Location | None, hint: str | None = None, field: str = "data") -> SpecError:
+    return SpecError(Problem(message, ("train", field), where, hint))
 
 
 def load_data(
@@ -96,14 +92,15 @@ def load_data(
         )
     if preset is not None:
         if preset not in PRESETS:
-            raise _preset_error(
-                f"unknown imagefolder preset '{preset}'", preset_where, "use " + ", ".join(PRESETS)
+            raise _error(
+                f"unknown imagefolder preset '{preset}'", preset_where, "use " + ", ".join(PRESETS), "preset"
             )
         if kind != "imagefolder":
-            raise _preset_error(
+            raise _error(
                 f"the preset '{preset}' applies to imagefolder data, not '{name}'",
                 preset_where,
                 "remove `preset`, or use imagefolder:DIR",
+                "preset",
             )
     if kind in ("mnist", "cifar10", "imagefolder") and not arg:
         raise _error(f"'{kind}' needs a directory: '{kind}:DIR'", where)
@@ -256,18 +253,12 @@ def _mnist(
     _check_channels("mnist", c, where)
     size = [T.Pad(2)] if (h, w) == (32, 32) else [] if (h, w) == (28, 28) else [T.Resize((h, w))]
     tf = T.Compose([*size, *_channels(c), T.ToTensor(), T.Normalize([MNIST_MEAN] * c, [MNIST_STD] * c)])
-    try:
-        train = datasets.MNIST(str(root), train=True, transform=tf, download=download)
-        val = datasets.MNIST(str(root), train=False, transform=tf, download=download)
-    except (RuntimeError, OSError) as exc:
-        raise _error(
-            f"MNIST not found in '{root}'" + _detail(exc),
-            where,
-            f"expected {root}/MNIST/raw/train-images-idx3-ubyte, train-labels-idx1-ubyte,"
-            " t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte;"
-            " `--download` (`download: true`) fetches them",
-        ) from None
-    return DataSplit(train, val, 10, f"mnist:{root}", input_shape)
+    layout = (
+        f"expected {root}/MNIST/raw/train-images-idx3-ubyte, train-labels-idx1-ubyte,"
+        " t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte; `--download` (`download: true`) fetches them"
+    )
+    split = _packaged(datasets.MNIST, "MNIST", root, tf, tf, download, where, layout)
+    return DataSplit(*split, 10, f"mnist:{root}", input_shape)
 
 
 def _cifar10(
@@ -286,17 +277,32 @@ def _cifar10(
     )
     val_tf = T.Compose([*resize, *gray, T.ToTensor(), norm])
     train_tf = train_tf if augment else val_tf
+    layout = (
+        f"expected {root}/cifar-10-batches-py/ with data_batch_1..5, test_batch and batches.meta"
+        " (the python version of the archive); `--download` (`download: true`) fetches it"
+    )
+    split = _packaged(datasets.CIFAR10, "CIFAR-10", root, train_tf, val_tf, download, where, layout)
+    return DataSplit(*split, 10, f"cifar10:{root}", input_shape)
+
+
+def _packaged(
+    dataset: Any,
+    title: str,
+    root: Path,
+    train_tf: Any,
+    val_tf: Any,
+    download: bool,
+    where: Location | None,
+    layout: str,
+) -> tuple[Dataset, Dataset]:
+    """The training and test splits of one of torchvision's packaged data sets (MNIST, CIFAR10),
+    or an error at `train.data` that names the expected `layout`."""
     try:
-        train = datasets.CIFAR10(str(root), train=True, transform=train_tf, download=download)
-        val = datasets.CIFAR10(str(root), train=False, transform=val_tf, download=download)
+        train = dataset(str(root), train=True, transform=train_tf, download=download)
+        val = dataset(str(root), train=False, transform=val_tf, download=download)
     except (RuntimeError, OSError) as exc:
-        raise _error(
-            f"CIFAR-10 not found in '{root}'" + _detail(exc),
-            where,
-            f"expected {root}/cifar-10-batches-py/ with data_batch_1..5, test_batch and batches.meta"
-            " (the python version of the archive); `--download` (`download: true`) fetches it",
-        ) from None
-    return DataSplit(train, val, 10, f"cifar10:{root}", input_shape)
+        raise _error(f"{title} not found in '{root}'" + _detail(exc), where, layout) from None
+    return train, val
 
 
 def imagenet_transforms(input_shape: tuple[int, int, int]) -> tuple[Any, Any]:
@@ -397,15 +403,14 @@ def _imagefolder(
     where: Location | None,
     preset: str = "imagenet",
 ) -> DataSplit:
-    """ImageFolder's reader (images opened as RGB) with the transforms of `preset`."""
+    """ImageFolder's reader (images opened as RGB) with the transforms of `preset` (a key of PRESETS,
+    checked by load_data)."""
     from torchvision import datasets
 
     _check_channels("imagefolder", input_shape[0], where)
     layout = f"expected {root}/train/<class>/<image> and {root}/val/<class>/<image>, the same classes"
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise _error(f"'{root}' is not an image folder data set", where, layout)
-    if preset not in PRESETS:
-        raise _preset_error(f"unknown imagefolder preset '{preset}'", None, "use " + ", ".join(PRESETS))
     train_tf, val_tf = PRESETS[preset](input_shape)
     train_tf = train_tf if augment else val_tf
     try:
