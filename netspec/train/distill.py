@@ -36,15 +36,17 @@ def load_teacher(cfg: DistillConfig, dev: torch.device, classes: int | None = No
     weights, on `dev`, in eval mode."""
     from ..resolve import load_spec
     from ..zoo import find_spec
-    from .pymodel import is_model_file, read_model_file
+    from .pymodel import ModelFile, is_model_file, read_model_file
     from .runner import TrainError, model_from_checkpoint
 
-    teacher: Any = cfg.teacher if is_model_file(cfg.teacher) else load_spec(find_spec(cfg.teacher))
+    teacher: Any = (
+        read_model_file(cfg.teacher) if is_model_file(cfg.teacher) else load_spec(find_spec(cfg.teacher))
+    )
     try:
         model, _, _ = model_from_checkpoint(teacher, cfg.checkpoint, ema=cfg.ema)
     except TrainError as exc:
         raise TrainError(f"the teacher: {exc}") from None
-    outputs = read_model_file(teacher).classes(model) if isinstance(teacher, str) else teacher.classes
+    outputs = teacher.classes(model) if isinstance(teacher, ModelFile) else teacher.classes
     if classes is not None and outputs != classes:
         raise TrainError(f"the teacher '{cfg.teacher}' has {outputs} classes but the student has {classes}")
     model = model.to(dev).eval()

@@ -94,7 +94,7 @@ def _assignments(tree: ast.Module) -> dict[str, ast.expr]:
     return found
 
 
-def _defines(tree: ast.Module, name: str) -> bool:
+def _defines(tree: ast.Module, name: str, assignments: dict[str, ast.expr]) -> bool:
     for stmt in tree.body:
         if isinstance(stmt, ast.FunctionDef | ast.ClassDef) and stmt.name == name:
             return True
@@ -102,7 +102,7 @@ def _defines(tree: ast.Module, name: str) -> bool:
             (a.asname or a.name) == name for a in stmt.names
         ):
             return True
-    return name in _assignments(tree)
+    return name in assignments
 
 
 @dataclass
@@ -178,13 +178,13 @@ def read_model_file(path: str | Path, overrides: list[str] | None = None) -> Mod
         tree = ast.parse(text, filename=file)
     except SyntaxError as exc:
         raise _error(f"invalid Python: {exc.msg}", Location(file, exc.lineno or 1, exc.offset or 1)) from None
-    if not _defines(tree, FACTORY):
+    values = _assignments(tree)
+    if not _defines(tree, FACTORY, values):
         raise _error(
             f"the file defines no {FACTORY}()",
             top,
             "a model file defines build_model() returning the nn.Module (netspec export writes one)",
         )
-    values = _assignments(tree)
     if "INPUT_SHAPE" not in values:
         raise _error(
             "the file defines no INPUT_SHAPE",

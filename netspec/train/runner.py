@@ -47,7 +47,7 @@ from .losses import Criterion, main_logits, mixup, sample_mixup
 from .lr import LRSchedule
 from .params import make_optimizer
 from .progress import Event, Reporter
-from .pymodel import is_model_file, read_model_file
+from .pymodel import ModelFile, is_model_file, read_model_file
 from .recipe import Recipe, recipe_from_spec, validate_recipe
 
 CHECKPOINT_FORMAT = "netspec-train"
@@ -846,21 +846,22 @@ def _check_finite(value: float, epoch: int, i: int, steps: int, last_good: Path 
 
 
 def model_from_checkpoint(
-    spec: Spec | str | os.PathLike[str],
+    spec: Spec | ModelFile | str | os.PathLike[str],
     checkpoint: str | os.PathLike[str],
     *,
     ema: bool = False,
     map_location: Any = "cpu",
 ) -> tuple[nn.Module, Path, dict[str, Any]]:
-    """The network of a spec (or of a model file: a `.py` path) with a checkpoint's weights (its EMA
-    weights with `ema`): (model, the file used, the checkpoint). `checkpoint` is a file or a run
-    directory (its newest usable checkpoint)."""
+    """The network of a spec (or of a model file: a ModelFile or a `.py` path) with a checkpoint's
+    weights (its EMA weights with `ema`): (model, the file used, the checkpoint). `checkpoint` is a
+    file or a run directory (its newest usable checkpoint)."""
     if isinstance(spec, Spec):
         from ..torch_backend import build
 
         model, what = build(spec, seed=0), f"the spec '{spec.name}'"
     else:
-        model, what = read_model_file(spec).build(), f"the network of '{spec}'"
+        mf = spec if isinstance(spec, ModelFile) else read_model_file(spec)
+        model, what = mf.build(), f"the network of '{mf.path}'"
     path, state = _read_checkpoint(checkpoint, map_location)
     weights = state.get("ema" if ema else "model") if isinstance(state, dict) else None
     if not isinstance(weights, dict):
@@ -905,7 +906,7 @@ def evaluate_checkpoint(
     if is_model_file(model_or_spec):
         mf = read_model_file(model_or_spec, overrides)
         recipe, shape, raw = mf.recipe, mf.input_shape, mf.raw
-        model, path, state = model_from_checkpoint(str(model_or_spec), checkpoint, ema=ema, map_location=dev)
+        model, path, state = model_from_checkpoint(mf, checkpoint, ema=ema, map_location=dev)
         classes = mf.classes(model)
     else:
         spec, _ = _resolve_spec(model_or_spec, overrides)
