@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import Location, SpecError
+from ..errors import SpecError
 from ..source import locate
 from ..spec import Spec
 from . import checkpoint as ckpt
@@ -139,6 +139,25 @@ def _subject(
         return _Subject(spec.name, spec, None, _input_shape(spec), spec.classes, spec.raw), resolved
     assert model is not None
     return _Subject(type(model).__name__.lower(), None, model, input_shape), resolved
+
+
+def _data_split(subject: _Subject, recipe: Recipe, data: str | DataSplit | None) -> DataSplit:
+    """`data` (default: the recipe's) shaped for the subject; errors located in its `train:`."""
+    if isinstance(data, DataSplit):
+        return data
+    if subject.input_shape is None:
+        raise TypeError("train(model, data=NAME) needs input_shape=(C, H, W) when given a module")
+    return load_data(
+        data or recipe.data,
+        subject.input_shape,
+        classes=subject.classes,
+        val_fraction=recipe.val_fraction,
+        download=recipe.download,
+        augment=recipe.augment,
+        where=locate(subject.raw, ("train", "data")),
+        preset=recipe.preset,
+        preset_where=locate(subject.raw, ("train", "preset")),
+    )
 
 
 def _resolve_spec(model_or_spec: Any, overrides: list[str] | None) -> tuple[Spec | None, nn.Module | None]:
@@ -469,24 +488,7 @@ def _train(
         )
     reporter = Reporter(log if main else "quiet")
 
-    # data
-    where: Location | None = locate(subject.raw, ("train", "data")) if subject.raw is not None else None
-    if isinstance(data, DataSplit):
-        split = data
-    else:
-        if subject.input_shape is None:
-            raise TypeError("train(model, data=NAME) needs input_shape=(C, H, W) when given a module")
-        split = load_data(
-            data or recipe.data,
-            subject.input_shape,
-            classes=subject.classes,
-            val_fraction=recipe.val_fraction,
-            download=recipe.download,
-            augment=recipe.augment,
-            where=where,
-            preset=recipe.preset,
-            preset_where=locate(subject.raw, ("train", "preset")) if subject.raw is not None else None,
-        )
+    split = _data_split(subject, recipe, data)
 
     # model, optimizer, loaders: built identically for a fresh and a resumed run
     _seed_all(recipe.seed)
@@ -862,6 +864,14 @@ def model_from_checkpoint(
     else:
         mf = spec if isinstance(spec, ModelFile) else read_model_file(spec)
         model, what = mf.build(), f"the network of '{mf.path}'"
+    path, state = _load_weights(model, checkpoint, ema, map_location, what)
+    return model, path, state
+
+
+def _load_weights(
+    model: nn.Module, checkpoint: str | os.PathLike[str], ema: bool, map_location: Any, what: str
+) -> tuple[Path, dict[str, Any]]:
+    """Load a checkpoint's (EMA) weights into `model`: (the file used, the checkpoint)."""
     path, state = _read_checkpoint(checkpoint, map_location)
     weights = state.get("ema" if ema else "model") if isinstance(state, dict) else None
     if not isinstance(weights, dict):
@@ -870,7 +880,7 @@ def model_from_checkpoint(
         model.load_state_dict(weights)
     except RuntimeError as exc:
         raise TrainError(f"{path} does not fit {what}: {exc}") from None
-    return model, path, state
+    return path, state
 
 
 def _read_checkpoint(checkpoint: str | os.PathLike[str], map_location: Any) -> tuple[Path, dict[str, Any]]:
@@ -902,32 +912,20 @@ def evaluate_checkpoint(
     checkpoint) of a spec or a model file (a `.py` path) on the validation split of `data` (default:
     the recipe's). `ema` evaluates the checkpoint's EMA weights. Adds `checkpoint` (the file used)
     and `epoch` to the metrics."""
+    if isinstance(model_or_spec, nn.Module):
+        raise TypeError("evaluate_checkpoint takes a spec (a Spec or a spec file) or a model file")
     dev = _device(device)
-    if is_model_file(model_or_spec):
-        mf = read_model_file(model_or_spec, overrides)
-        recipe, shape, raw = mf.recipe, mf.input_shape, mf.raw
-        model, path, state = model_from_checkpoint(mf, checkpoint, ema=ema, map_location=dev)
-        classes = mf.classes(model)
+    subject, recipe = _subject(model_or_spec, None, overrides, None)
+    if subject.spec is not None:
+        from ..torch_backend import build
+
+        model, what = build(subject.spec, seed=0), f"the spec '{subject.name}'"
     else:
-        spec, _ = _resolve_spec(model_or_spec, overrides)
-        if spec is None:
-            raise TypeError("evaluate_checkpoint takes a spec (a Spec or a spec file) or a model file")
-        recipe, shape, raw, classes = recipe_from_spec(spec), _input_shape(spec), spec.raw, spec.classes
-        model, path, state = model_from_checkpoint(spec, checkpoint, ema=ema, map_location=dev)
+        assert subject.model is not None
+        model, what = subject.model, f"the network of '{model_or_spec}'"
+    path, state = _load_weights(model, checkpoint, ema, dev, what)
     model = model.to(dev)
-    if isinstance(data, DataSplit):
-        split = data
-    else:
-        split = load_data(
-            data or recipe.data,
-            shape,
-            classes=classes,
-            val_fraction=recipe.val_fraction,
-            download=recipe.download,
-            where=locate(raw, ("train", "data")),
-            preset=recipe.preset,
-            preset_where=locate(raw, ("train", "preset")),
-        )
+    split = _data_split(subject, recipe, data)
     val = _as_loader(split.val, batch_size or recipe.eval_batch_size or recipe.batch_size)
     metrics: dict[str, Any] = evaluate(model, val, device=dev, amp=recipe.amp)
     metrics.update(checkpoint=str(path), epoch=int(state.get("epoch", 0)))
