@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .analysis import Analysis, analyze
+from .memory import check_memory, estimate
 from .spec import Spec
 
 TORCH_COUNTED = ("conv", "linear")  # the kinds FlopCounterMode counts (2 per multiply-add)
@@ -91,14 +92,20 @@ class CheckResult:
 
 
 def check_counts(spec: Spec, input_size: int | tuple[int, int] | None = None) -> CheckResult:
-    """Build the module, run fvcore and FlopCounterMode on one random sample, compare per layer."""
+    """Build the module, run fvcore and FlopCounterMode on one random sample, compare per layer.
+    Refused first (SpecSizeError) when that forward pass would exceed the memory cap."""
     import torch
-    from fvcore.nn import FlopCountAnalysis
     from torch.utils.flop_counter import FlopCounterMode
 
     from .torch_backend import build
 
+    with warnings.catch_warnings():
+        # fvcore.nn scripts its focal loss at import time, and torch says torch.jit.script is deprecated
+        warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
+
     a = analyze(spec, input_size)
+    check_memory(spec, estimate(a, "a forward pass of one sample (fvcore, FlopCounterMode)", batch=1))
     model = build(spec, input_size=input_size, seed=0).eval()
     x = torch.randn(1, *a.input_shape)
     with warnings.catch_warnings():

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import SpecError
+from .errors import SpecError, printable
 
 app = typer.Typer(
     name="netspec",
@@ -30,6 +30,14 @@ InputOption = Annotated[
     str | None,
     typer.Option("--input", "-i", help="Input size: `224`, `160x192` or `3x224x224` (C x H x W)."),
 ]
+AllowLargeOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-large",
+        help="Raise the safety caps (10^12 params, 10^6 layers, all of memory) and let the spec's own"
+        " `limits:` go up to them; without it a spec may only lower its limits.",
+    ),
+]
 
 
 class Format(StrEnum):
@@ -44,7 +52,7 @@ def fail(error: SpecError) -> None:
 
 
 def usage_error(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     raise typer.Exit(2)
 
 
@@ -57,7 +65,7 @@ def write_or_print(text: str, output: Path | None, note: str = "") -> None:
         output.write_text(text)
     except OSError as exc:
         usage_error(f"cannot write {output}: {exc.strerror}")
-    typer.echo(f"wrote {output}{note}")
+    typer.echo(f"wrote {printable(str(output))}{note}")
 
 
 def _sizes(text: str) -> list[int]:
@@ -87,29 +95,39 @@ def _input_overrides(text: str | None) -> list[str]:
     return [f"input.size={dims[0]}"]
 
 
-def load(spec: str, overrides: list[str] | None = None, input_size: str | None = None) -> Any:
+def load(
+    spec: str, overrides: list[str] | None = None, input_size: str | None = None, allow_large: bool = False
+) -> Any:
     from .resolve import load_spec
+    from .spec import large_limits
     from .zoo import find_spec
 
-    return load_spec(find_spec(spec), [*(overrides or []), *_input_overrides(input_size)])
+    overrides = [*(overrides or []), *_input_overrides(input_size)]
+    return load_spec(find_spec(spec), overrides, limits=large_limits() if allow_large else None)
 
 
 @app.command()
 def validate(
     specs: Annotated[list[str], typer.Argument(help="Spec files (or zoo names).")],
     set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
 ) -> None:
-    """Check specs: syntax, types, names and every shape. Prints `ok` or all problems; exit 2 on error.
+    """Check specs: syntax, types, names, every shape and the `train:` recipe. Prints `ok` or all
+    problems; exit 2 on error.
 
     Example: `netspec validate specs/resnet50.yaml specs/vgg16.yaml`
     """
     from .analysis import analyze
+    from .train.recipe import recipe_from_spec
 
     failed = False
     for path in specs:
         try:
-            a = analyze(load(path, set_))
-            typer.echo(f"ok  {path}: {a.params:,} params, output {'x'.join(map(str, a.output_shape))}")
+            spec = load(path, set_, allow_large=allow_large)
+            a = analyze(spec)
+            recipe_from_spec(spec)  # the runner's own check: `train.epochz` fails here, not at train time
+            shape = "x".join(map(str, a.output_shape))
+            typer.echo(f"ok  {printable(path)}: {a.params:,} params, output {shape}")
         except SpecError as exc:
             typer.echo(exc.format(), err=True)
             failed = True
@@ -140,6 +158,7 @@ def report(
             "if any disagree.",
         ),
     ] = False,
+    allow_large: AllowLargeOption = False,
 ) -> None:
     """Per-layer shapes, parameters, MACs, FLOPs, memory and receptive field, with totals.
 
@@ -159,10 +178,10 @@ def report(
     from .report import scaling as compute_scaling
 
     if check:
-        _report_check(spec, set_, input_size, format)
+        _report_check(spec, set_, input_size, format, allow_large)
         return
     try:
-        spec_obj = load(spec, set_, input_size)
+        spec_obj = load(spec, set_, input_size, allow_large)
         a = analyze(spec_obj)
     except SpecError as exc:
         fail(exc)
@@ -178,13 +197,15 @@ def report(
         print_table(a, depth, scale)
 
 
-def _report_check(spec: str, set_: list[str] | None, input_size: str | None, format: Format) -> None:
+def _report_check(
+    spec: str, set_: list[str] | None, input_size: str | None, format: Format, allow_large: bool
+) -> None:
     import json
 
     from .check import check_counts, format_check
 
     try:
-        result = check_counts(load(spec, set_, input_size))
+        result = check_counts(load(spec, set_, input_size, allow_large))
     except SpecError as exc:
         fail(exc)
     if format == Format.json:
@@ -229,12 +250,13 @@ def zoo(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="netspec zoo (MACs: fvcore convention)")
     for col in ("spec", "input", "params", "MACs", "description"):
         table.add_column(col, justify="right" if col in ("params", "MACs") else "left")
-    for name, size, params, macs, desc in rows:
-        table.add_row(name, size, f"{params:,}", human(macs), desc)
+    for name, size, params, macs, desc in rows:  # a description is text, never rich markup
+        table.add_row(name, size, f"{params:,}", human(macs), Text(printable(desc)))
     console = Console()
     if not console.is_terminal:  # piped output: do not squeeze the table to 80 columns
         console = Console(width=160)
@@ -245,6 +267,7 @@ def zoo(
 def explain(
     spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
     set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
 ) -> None:
     """Print the resolved spec (after `extends`, overrides and tricks) as YAML that loads back as is.
 
@@ -253,7 +276,7 @@ def explain(
     from .resolve import resolved_spec_text
 
     try:
-        typer.echo(resolved_spec_text(load(spec, set_)), nl=False)
+        typer.echo(resolved_spec_text(load(spec, set_, allow_large=allow_large)), nl=False)
     except SpecError as exc:
         fail(exc)
 
@@ -273,6 +296,7 @@ def compile_(
     input_size: InputOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the weight initialisation.")] = None,
     set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
 ) -> None:
     """Build the module and save it: weights with the spec embedded, TorchScript, torch.export or ONNX.
 
@@ -281,43 +305,78 @@ def compile_(
     from .compile import save_compiled
 
     try:
-        path = save_compiled(load(spec, set_, input_size), output, format, seed=seed)
+        path = save_compiled(load(spec, set_, input_size, allow_large), output, format, seed=seed)
     except SpecError as exc:
         fail(exc)
-    typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {printable(str(path))}")
 
 
 @app.command("import-weights")
 def import_weights_(
     spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
     checkpoint: Annotated[
-        Path, typer.Argument(help="A torchvision/timm checkpoint (.pth, .pt, .safetensors).")
+        Path, typer.Argument(help="A torchvision/timm checkpoint (.pth, .pt, .bin, .safetensors).")
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to save the spec with these weights.")
-    ],
+        Path | None, typer.Option("--output", "-o", help="Where to save the spec with these weights.")
+    ] = None,
     strict: Annotated[
         bool, typer.Option("--strict/--partial", help="--partial loads what fits (e.g. a new head).")
     ] = True,
+    verify: Annotated[
+        str | None,
+        typer.Option(
+            "--verify",
+            metavar="REF",
+            help="Load the checkpoint into a reference too, `torchvision.models.NAME` or `timm:NAME` "
+            "(random init, nothing downloaded), and compare logits on a seeded random batch; "
+            "exit 1 (and save nothing) if they differ.",
+        ),
+    ] = None,
+    trust_order: Annotated[
+        bool,
+        typer.Option(
+            "--trust-order",
+            help="Pair tensors that names cannot tell apart across parallel branches by registration "
+            "order, where both sides register the same shapes in the same order (torchvision's "
+            "Inception); check the result with --verify.",
+        ),
+    ] = False,
     set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
 ) -> None:
-    """Load pretrained weights into a spec (by name, else by order among equal shapes) and save them.
+    """Load pretrained weights into a spec and save them. Tensors pair by name, then by structure,
+    never by a guess: tensors that nothing tells apart are an error that names them.
 
-    Prints which keys matched, which were mapped and which are missing. The checkpoint is read with
-    `weights_only=True` (or safetensors): it is never unpickled as code.
-    Example: `netspec import-weights resnet50_b resnet50-0676ba61.pth -o r50.pt`
+    Prints how every tensor was paired. The checkpoint is read with `weights_only=True` (or
+    safetensors): it is never unpickled as code. Equal shapes do not make equal networks: `--verify`
+    compares the logits with a reference implementation's.
+    Example: `netspec import-weights resnet50_b resnet50-0676ba61.pth -o r50.pt --verify
+    torchvision.models.resnet50`
     """
     from .compile import save_compiled
-    from .weights import import_weights
+    from .weights import VerificationError, import_weights
 
+    if output is None and verify is None:
+        usage_error("nothing to do: give -o OUT to save the weights, --verify REF to check them, or both")
     try:
-        spec_obj = load(spec, set_)
-        model, report = import_weights(spec_obj, checkpoint, strict=strict)
-        typer.echo(report.format(limit=20))
-        path = save_compiled(spec_obj, output, "state_dict", model=model)
+        spec_obj = load(spec, set_, allow_large=allow_large)
+        model, report = import_weights(
+            spec_obj, checkpoint, strict=strict, verify=verify, trust_order=trust_order
+        )
+    except VerificationError as exc:
+        typer.echo(exc.report.format(limit=20))
+        typer.echo(f"error: {exc.format()}" + ("; nothing written" if output is not None else ""), err=True)
+        raise typer.Exit(1) from None
     except SpecError as exc:
         fail(exc)
-    typer.echo(f"wrote {path}")
+    typer.echo(report.format(limit=20))
+    if output is not None:
+        try:
+            path = save_compiled(spec_obj, output, "state_dict", model=model)
+        except SpecError as exc:
+            fail(exc)
+        typer.echo(f"wrote {path}")
 
 
 @app.command()
@@ -327,6 +386,7 @@ def export(
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
     set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
 ) -> None:
     """Write the network as readable, standalone PyTorch source (imports torch only, not netspec).
 
@@ -337,7 +397,7 @@ def export(
     from .export import ExportError, export_source
 
     try:
-        text = export_source(load(spec, set_))
+        text = export_source(load(spec, set_, allow_large=allow_large))
     except SpecError as exc:
         fail(exc)
     except ExportError as exc:
@@ -346,7 +406,7 @@ def export(
 
 
 def _train_error(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(f"error: {printable(str(exc))}", err=True)
     raise typer.Exit(1)
 
 
@@ -379,9 +439,21 @@ def train(
             help="Continue the run in --out from its last checkpoint (automatic when torchrun restarts it).",
         ),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Start the run in --out over (its checkpoints are deleted)."),
+    ] = False,
+    force_resume: Annotated[
+        bool,
+        typer.Option(
+            "--force-resume",
+            help="Resume although the spec or recipe differ from the run's (the run's are kept aside).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final metrics.")] = False,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per event on stdout.")] = False,
     set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
 ) -> None:
     """Train a spec with the shared runner (Bag of Tricks recipe fields; exact resume).
 
@@ -402,10 +474,11 @@ def train(
     log = "json" if json_lines else "quiet" if quiet else "auto"
     try:
         overrides = [*(set_ or []), *flags]
+        where = {"out": out, "resume": resume, "overwrite": overwrite, "force_resume": force_resume}
         if is_model_file(spec):  # a .py file: the overrides reach its RECIPE
-            result = run(spec, out=out, device=device, resume=resume, log=log, overrides=overrides)
+            result = run(spec, device=device, log=log, overrides=overrides, **where)
         else:
-            result = run(load(spec, overrides), out=out, device=device, resume=resume, log=log)
+            result = run(load(spec, overrides, allow_large=allow_large), device=device, log=log, **where)
     except SpecError as exc:
         fail(exc)
     except TrainError as exc:
@@ -428,7 +501,11 @@ def eval_(
     data: Annotated[str | None, typer.Option(help="Data set (default: the recipe's).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     ema: Annotated[bool, typer.Option("--ema", help="Evaluate the checkpoint's EMA weights.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Read the weights even if the spec differs from the run's.")
+    ] = False,
     set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
 ) -> None:
     """Evaluate a checkpoint on the validation split: loss, top-1, top-5.
 
@@ -443,7 +520,8 @@ def eval_(
         if is_model_file(spec):
             metrics = evaluate_checkpoint(spec, checkpoint, data=data, device=device, ema=ema, overrides=set_)
         else:
-            metrics = evaluate_checkpoint(load(spec, set_), checkpoint, data=data, device=device, ema=ema)
+            subject = load(spec, set_, allow_large=allow_large)
+            metrics = evaluate_checkpoint(subject, checkpoint, data=data, device=device, ema=ema, force=force)
     except SpecError as exc:
         fail(exc)
     except TrainError as exc:
@@ -472,6 +550,7 @@ def diff(
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown.")] = Format.table,
     depth: Annotated[int | None, typer.Option("--depth", "-d", help="Nesting levels to show.")] = None,
     set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
 ) -> None:
     """What changes from spec A to spec B: layers (by module path) only in one, layers whose output
     shape, params or MACs change, totals with absolute and relative deltas, and the state_dict keys
@@ -482,7 +561,8 @@ def diff(
     from .diff import diff_specs, print_table, to_json, to_markdown
 
     try:
-        d = diff_specs(load(spec_a, set_), load(spec_b, set_))
+        a, b = (load(s, set_, allow_large=allow_large) for s in (spec_a, spec_b))
+        d = diff_specs(a, b)
     except SpecError as exc:
         fail(exc)
     if format == Format.json:
@@ -507,6 +587,7 @@ def diagram(
     ] = False,
     input_size: InputOption = None,
     set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
 ) -> None:
     """Draw the architecture as a Graphviz diagram: stages as clusters, branches and residual
     shortcuts as edges, output shapes on the edges.
@@ -518,7 +599,7 @@ def diagram(
     from .diagram import INSTALL_HINT, render, to_dot
 
     try:
-        text = to_dot(load(spec, set_, input_size), depth=depth, collapse=collapse)
+        text = to_dot(load(spec, set_, input_size, allow_large), depth=depth, collapse=collapse)
     except SpecError as exc:
         fail(exc)
     try:
@@ -529,9 +610,9 @@ def diagram(
         typer.echo(f"error: dot failed: {exc}", err=True)
         raise typer.Exit(1) from None
     if path != output:
-        typer.echo(f"wrote {path} (not {output.name}): {INSTALL_HINT}")
+        typer.echo(f"wrote {printable(str(path))} (not {printable(output.name)}): {INSTALL_HINT}")
     else:
-        typer.echo(f"wrote {path}")
+        typer.echo(f"wrote {printable(str(path))}")
 
 
 NEW_SPEC_TEMPLATE = """\
@@ -571,9 +652,16 @@ def new(
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
         usage_error(f"'{name}' is not a spec name: use letters, digits, _ . - (no spaces or slashes)")
+    problem = _name_problem(name)
+    if problem:
+        usage_error(f"'{name}': {problem}")
     base = find_spec(from_)
-    if not base.is_file():
+    if not base.exists():
         usage_error(f"--from '{from_}': no such spec file or zoo spec (see `netspec zoo`)")
+    try:
+        load(from_)  # a new spec extending a broken one would only fail later, far from the cause
+    except SpecError as exc:
+        fail(exc)
     path = output if output is not None else Path(f"{name}.yaml")
     if path.exists():
         usage_error(f"{path} exists: not overwriting it (pick another name or -o FILE)")
@@ -591,6 +679,19 @@ def new(
     except OSError as exc:
         usage_error(f"cannot write {path}: {exc.strerror}")
     typer.echo(f"wrote {path} (extends {base.stem}); check it with `netspec report {path}`")
+
+
+def _name_problem(name: str) -> str | None:
+    """Why `name` cannot be a spec's `name:` (the spec model's own rule), or None."""
+    from pydantic import ValidationError
+
+    from .spec import Spec
+
+    try:
+        Spec.model_validate({"name": name})
+    except ValidationError as exc:
+        return str(exc.errors()[0]["msg"])
+    return None
 
 
 @app.command()
@@ -638,7 +739,7 @@ def main() -> None:
         typer.echo(exc.format(), err=True)
         sys.exit(2)
     except PluginError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -652,7 +753,7 @@ def main() -> None:
         if os.environ.get("NETSPEC_DEBUG"):
             raise
         typer.echo(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+            f"internal error: {type(exc).__name__}: {printable(str(exc))}\n"
             "(this is a bug in netspec; rerun with NETSPEC_DEBUG=1 for the traceback)",
             err=True,
         )

@@ -29,8 +29,9 @@ from torch import nn
 from . import __version__
 from .analysis import analyze
 from .errors import Problem, SpecError
+from .memory import check_memory, estimate
 from .resolve import loads_spec, resolved_spec_text
-from .spec import Spec
+from .spec import Limits, Spec
 from .torch_backend import build
 
 FORMAT_TAG = "netspec/1"
@@ -43,6 +44,8 @@ SUFFIX_FORMATS = {
     ".onnx": "onnx",
 }
 _ONNX_INLINE_LIMIT = 1_800_000_000  # bytes of weights; protobuf files stop at 2 GiB
+_TRACED = ("export", "onnx")  # the formats that run the module on an example batch
+_EXAMPLE_BATCH = 2  # a batch of 2, so a dynamic batch dimension is not specialised to 1
 
 
 class CompileError(SpecError):
@@ -96,22 +99,28 @@ def save_compiled(
     if fmt == "onnx":
         _require_onnx()
     given = model is not None
+    a = analyze(spec, size)
+    shape = tuple(a.input_shape)
+    if fmt in _TRACED:  # refused from the static estimate before the example batch exists
+        what = f"tracing for {fmt} (a forward pass of {_EXAMPLE_BATCH} samples)"
+        check_memory(spec, estimate(a, what, batch=_EXAMPLE_BATCH))
     if model is None:
         model = build(spec, input_size=size, seed=seed)
-    shape = tuple(analyze(spec, size).input_shape)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     try:
         if fmt == "state_dict":
             _save_state_dict(spec, model, path, size, shape, check=given)
+        elif fmt == "torchscript":
+            model.eval()
+            _save_torchscript(model, path)
         else:
             model.eval()
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
             # a private generator: the caller's random state is left alone
-            example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)).to(device)
-            if fmt == "torchscript":
-                _save_torchscript(model, path)
-            elif fmt == "export":
+            example = torch.randn(_EXAMPLE_BATCH, *shape, generator=torch.Generator().manual_seed(0))
+            example = example.to(device)
+            if fmt == "export":
                 _save_export(model, example, path)
             else:
                 _save_onnx(model, example, path)
@@ -216,6 +225,29 @@ def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
                 raise CompileError(f"ONNX export failed: {_first_line(exc)}") from exc
 
 
+def _load_program(path: Path, fmt: str) -> nn.Module:
+    """torch.jit.load or torch.export.load, quietly: a failure is one CompileError line, without the
+    tracebacks torch.export logs or the loaders' advice to retry with `weights_only=False`."""
+    import logging
+
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # torch.export.load logs a traceback per attempt before raising
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still supported
+            if fmt == "torchscript":
+                return torch.jit.load(str(path), map_location="cpu").eval()
+            return torch.export.load(str(path)).module()
+    except Exception as exc:
+        what = "TorchScript" if fmt == "torchscript" else "torch.export (.pt2)"
+        from .torch_load import torch_reason  # one place strips torch's advice from its errors
+
+        raise CompileError(f"'{path}' is not a readable {what} file: {torch_reason(exc)}") from None
+    finally:
+        logger.setLevel(level)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
@@ -245,27 +277,27 @@ def read_compiled(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-def load_compiled(path: str | Path, fmt: str | None = None) -> nn.Module:
+def load_compiled(path: str | Path, fmt: str | None = None, *, limits: Limits | None = None) -> nn.Module:
     """Read back a file `save_compiled` wrote, as a module in eval mode.
 
-    state_dict: the module is rebuilt from the embedded spec text (netspec.loads_spec) and its
-    weights loaded, with nothing unpickled but tensors. torchscript: `torch.jit.load`. export:
-    `torch.export.load(path).module()`. An ONNX file is not a torch module: run it with onnxruntime.
+    state_dict: the module is rebuilt from the embedded spec text (netspec.loads_spec, under the caps
+    `limits`, default Limits(): the file may come from anyone) and its weights loaded, with nothing
+    unpickled but tensors. torchscript: `torch.jit.load`. export: `torch.export.load(path).module()`.
+    An ONNX file is not a torch module: run it with onnxruntime. A file that cannot be read is a
+    CompileError that says why (never torch's advice to load it with `weights_only=False`).
     """
     fmt = format_for(path, fmt)
     path = Path(path)
     if fmt == "onnx":
         raise CompileError(f"'{path}' is an ONNX file: run it with onnxruntime, not torch")
     if not path.is_file():
-        raise CompileError(f"'{path}' does not exist")
-    if fmt == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return torch.jit.load(str(path), map_location="cpu").eval()
-    if fmt == "export":
-        return torch.export.load(str(path)).module()
+        raise CompileError(f"'{path}' does not exist" if not path.exists() else f"'{path}' is not a file")
+    if fmt in ("torchscript", "export"):
+        return _load_program(path, fmt)
     obj = read_compiled(path)
-    spec = loads_spec(obj["spec"], f"{path}:spec")
+    if not isinstance(obj["spec"], str):
+        raise CompileError(f"'{path}' has no spec text in its 'spec' entry")
+    spec = loads_spec(obj["spec"], f"{path}:spec", limits=limits)
     model = build(spec, seed=0)  # a forked RNG: the caller's random state is left alone
     try:
         model.load_state_dict(obj["state_dict"])

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 Path = tuple[str | int, ...]
+
+# Characters that would act on a terminal instead of showing: C0/C1 controls (ESC sequences, BEL,
+# a newline or carriage return that forges an `ok` line), line separators and bidi overrides.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """`text` with every control character written as an escape (`\\x1b`, `\\n`, `\\u202e`): what a
+    spec, a file name or a checkpoint says reaches the terminal as text, never as a command. With a
+    `limit`, cut to that many characters (a checkpoint key or a value can be a megabyte long)."""
+    shown = _UNPRINTABLE.sub(_escape, text)
+    return shown if limit is None or len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -17,7 +34,7 @@ class Location:
     col: int  # 1-based
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{printable(self.file)}:{self.line}:{self.col}"
 
 
 @dataclass
@@ -30,16 +47,17 @@ class Problem:
     hint: str | None = None
 
     def format(self) -> str:
+        """One line, `FILE:LINE:COL: path: message (hint)`, with control characters escaped."""
         where = f"{self.location}: " if self.location else ""
         dotted = format_path(self.path)
-        text = f"{where}{dotted + ': ' if dotted else ''}{self.message}"
+        text = f"{where}{dotted + ': ' if dotted else ''}{printable(self.message)}"
         if self.hint:
-            text += f" ({self.hint})"
+            text += f" ({printable(self.hint)})"
         return text
 
 
 def format_path(path: Path) -> str:
-    return ".".join(str(p) for p in path)
+    return printable(".".join(str(p) for p in path))
 
 
 class SpecError(Exception):

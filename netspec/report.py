@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .analysis import Analysis, Row
+from .errors import printable
 
 
 def human(n: float, unit: str = "") -> str:
@@ -167,9 +168,10 @@ def to_markdown(a: Analysis, depth: int | None = None, scale: list[ScalePoint] |
 def print_table(a: Analysis, depth: int | None = None, scale: list[ScalePoint] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(
-        title=f"{a.name}  (input {_shape(a.input_shape)})",
+        title=Text(f"{printable(a.name)}  (input {_shape(a.input_shape)})"),  # Text: never markup
         caption="MACs: fvcore convention (multiply-add = 1). FLOPs = 2 x MACs + elementwise. "
         "Memory: float32 activations of one sample. RF: receptive field; jump: effective stride.",
         show_footer=True,
@@ -186,5 +188,5 @@ def print_table(a: Analysis, depth: int | None = None, scale: list[ScalePoint] |
     console.print(table)
     if scale:
         console.print("input-size scaling of the totals:")
-        for line in _scale_lines(a, scale):
-            console.print(f"  {line}", highlight=False)
+        for line in _scale_lines(a, scale):  # error texts quote the spec: shown as text, not markup
+            console.print(f"  {printable(line)}", highlight=False, markup=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -9,8 +11,18 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import Location, Problem, SpecError, SpecSyntaxError, clean_pydantic_errors, did_you_mean
-from .source import PosDict, PosList, locate, locate_key, parse_yaml, read_yaml_file
-from .spec import Spec
+from .source import (
+    MAX_DEPTH,
+    PosDict,
+    PosList,
+    ReadBudget,
+    abbreviated,
+    locate,
+    locate_key,
+    parse_yaml,
+    read_spec_file,
+)
+from .spec import Limits, Spec, apply_caps
 
 MAX_EXTENDS_DEPTH = 16
 
@@ -33,41 +45,44 @@ def merge_trees(base: Any, over: Any) -> Any:
     return out
 
 
-def read_with_extends(path: str | FsPath, chain: tuple[str, ...] = ()) -> Any:
-    """Read a spec file and everything it extends, with cycle and depth checks."""
-    resolved = str(FsPath(path).resolve())
-    if resolved in chain:
-        cycle = " -> ".join(FsPath(p).name for p in (*chain, resolved))
-        raise SpecSyntaxError(Problem(f"`extends` forms a cycle: {cycle}", ("extends",)))
+def read_with_extends(path: str | FsPath) -> Any:
+    """Read a spec file and everything it extends, with cycle, depth and size checks."""
+    return _read_chain(os.fspath(path), None, [], ReadBudget())
+
+
+def _read_chain(
+    path: str, named_at: Location | None, chain: list[tuple[tuple[int, int], str]], budget: ReadBudget
+) -> Any:
+    """`path` and its parents; `chain` holds the files that extend it (identity, name), child first.
+
+    A cycle is found by file identity (device, inode), so `./a.yaml`, `../dir/a.yaml` and a symlink
+    to a.yaml are all the same file. The chain together is held to one file's size limits."""
     if len(chain) >= MAX_EXTENDS_DEPTH:
-        raise SpecSyntaxError(Problem(f"`extends` is nested more than {MAX_EXTENDS_DEPTH} deep"))
-    tree = read_yaml_file(path)
-    if tree is None:  # a document with no content (`---`, `~`)
         raise SpecSyntaxError(
-            Problem("file is empty", location=Location(str(path), 1, 1), hint="write a spec")
+            Problem(f"`extends` is nested more than {MAX_EXTENDS_DEPTH} deep", ("extends",), named_at)
         )
+    file = read_spec_file(path, named_at, ("extends",) if chain else ())
+    if any(identity == file.identity for identity, _ in chain):
+        names = [name for _, name in chain] + [path]
+        cycle = " -> ".join(FsPath(p).name for p in names)
+        raise SpecSyntaxError(Problem(f"`extends` forms a cycle: {cycle}", ("extends",), named_at))
+    budget.charge_bytes(len(file.text.encode("utf-8")), file.name)
+    tree = parse_yaml(file.text, file.name, budget)
+    if tree is None:  # a document with no content (`---`, `~`)
+        raise SpecSyntaxError(Problem("file is empty", location=Location(path, 1, 1), hint="write a spec"))
     if not isinstance(tree, dict):
         raise SpecSyntaxError(
             Problem(
                 f"a spec is a mapping of fields (name, input, stem, ...), not a {_kind(tree)}",
-                location=getattr(tree, "location", None) or Location(str(path), 1, 1),
+                location=getattr(tree, "location", None) or Location(path, 1, 1),
             )
         )
-    parent = tree.get("extends")
-    if parent is None:
+    if "extends" not in tree or tree["extends"] is None:
         return tree
-    if not isinstance(parent, str):
-        raise SpecSyntaxError(
-            Problem("`extends` takes a file path", ("extends",), locate(tree, ("extends",)))
-        )
-    parent_path = (FsPath(path).parent / parent).resolve()
-    try:
-        base = read_with_extends(parent_path, (*chain, resolved))
-    except SpecError as exc:
-        if any(p.location is None for p in exc.problems):
-            for p in exc.problems:
-                p.location = p.location or locate(tree, ("extends",))
-        raise
+    where = locate(tree, ("extends",))
+    base = _read_chain(
+        _parent_path(tree["extends"], path, where), where, [*chain, (file.identity, path)], budget
+    )
     own = PosDict({k: v for k, v in tree.items() if k != "extends"})
     own.positions = {k: v for k, v in tree.positions.items() if k != "extends"}
     own.key_positions = {k: v for k, v in tree.key_positions.items() if k != "extends"}
@@ -75,22 +90,85 @@ def read_with_extends(path: str | FsPath, chain: tuple[str, ...] = ()) -> Any:
     return merge_trees(base, own)
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _parent_path(parent: Any, child: str, where: Location | None) -> str:
+    """The file an `extends:` value names: a local path, relative to the real directory of the child
+    (so a symlinked spec still finds its zoo parents). `~` is not expanded; nothing is downloaded."""
+    if not isinstance(parent, str) or not parent.strip():
+        what = "an empty text" if isinstance(parent, str) else f"a {_kind(parent)}"
+        raise SpecSyntaxError(
+            Problem(
+                f"`extends` takes one file path, not {what}",
+                ("extends",),
+                where,
+                "e.g. `extends: resnet50.yaml`, relative to this file",
+            )
+        )
+    if _URL.match(parent):
+        raise SpecSyntaxError(
+            Problem(
+                "`extends` takes a local file path, not a URL",
+                ("extends",),
+                where,
+                "netspec never downloads a spec; save it next to this one",
+            )
+        )
+    if parent.startswith("~"):
+        raise SpecSyntaxError(
+            Problem(
+                "`extends` does not expand `~`",
+                ("extends",),
+                where,
+                "write the path relative to this file, or an absolute path",
+            )
+        )
+    # the child was just read, so its path is valid; realpath does not raise on a missing part or a loop
+    return os.path.join(os.path.dirname(os.path.realpath(child)), parent)
+
+
 def _kind(value: Any) -> str:
     return "list" if isinstance(value, list) else type(value).__name__
 
 
+_INDEX = re.compile(r"-?[0-9]{1,18}")  # ASCII only: '²'.isdigit() is true, and int('²') fails
+
+
+def override_source(text: str) -> str:
+    """The name problems with an override are located at: `<--set TEXT>` (a long TEXT shortened)."""
+    return f"<--set {abbreviated(text, 200)}>"
+
+
+def _override_error(text: str, message: str, hint: str | None = None) -> SpecSyntaxError:
+    return SpecSyntaxError(Problem(message, location=Location(override_source(text), 1, 1), hint=hint))
+
+
 def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """`stages.2.depth=8` -> (['stages', 2, 'depth'], 8). The value is YAML (safe)."""
-    where = f"<--set {text}>"
+    """`stages.2.depth=8` -> (['stages', 2, 'depth'], 8). The value is YAML (safe).
+
+    Every problem is located at `<--set TEXT>`, a problem in the value at the value's column."""
     if "=" not in text:
-        raise SpecSyntaxError(Problem(f"override '{text}' needs the form PATH=VALUE, e.g. stages.2.depth=8"))
+        raise _override_error(text, "an override has the form PATH=VALUE", hint="e.g. --set stages.2.depth=8")
     key, raw = text.split("=", 1)
-    parts: list[str | int] = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
-    if not key.strip() or any(p == "" for p in parts):
-        raise SpecSyntaxError(Problem(f"override '{text}' has an empty path segment"))
-    value = parse_yaml(raw, where) if raw.strip() else None
+    if key.count(".") >= MAX_DEPTH:  # checked before splitting: the path is as deep as a YAML document may be
+        raise _override_error(text, f"the override path is nested deeper than {MAX_DEPTH} levels")
+    segments = key.strip().split(".")
+    if any(not s for s in segments):
+        raise _override_error(
+            text, "the override path has an empty path segment", hint="e.g. --set stages.2.depth=8"
+        )
+    parts: list[str | int] = [int(s) if _INDEX.fullmatch(s) else s for s in segments]
+    value_col = len(key) + 2
+    try:
+        value = parse_yaml(raw, override_source(text)) if raw.strip() else None
+    except SpecError as exc:  # the value's own positions count from its first character
+        for p in exc.problems:
+            if p.location is not None and p.location.line == 1:
+                p.location = Location(p.location.file, 1, p.location.col + value_col - 1)
+        raise
     if isinstance(value, (PosDict, PosList)):
-        _relocate(value, Location(where, 1, len(key) + 2))
+        _relocate(value, Location(override_source(text), 1, value_col))
     return parts, value
 
 
@@ -104,33 +182,33 @@ def _relocate(tree: Any, loc: Location) -> None:
 
 
 def apply_override(tree: Any, parts: list[str | int], value: Any, text: str) -> None:
-    loc = Location(f"<--set {text}>", 1, 1)
+    """Set `value` at `parts` inside `tree`, creating missing mappings on the way."""
+    loc = Location(override_source(text), 1, len(text.split("=", 1)[0]) + 2)
+
+    def here(i: int) -> str:  # only built for a message: joining every prefix would be quadratic
+        return ".".join(map(str, parts[: i + 1]))
+
     node = tree
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
-        here = ".".join(map(str, parts[: i + 1]))
         if isinstance(node, list):
             if not isinstance(part, int) or not -len(node) <= part < len(node):
-                raise SpecSyntaxError(
-                    Problem(f"override '{text}': '{here}' is not an index of a list of {len(node)}")
-                )
+                raise _override_error(text, f"'{here(i)}' is not an index of a list of {len(node)}")
+            part %= len(node)
         elif isinstance(node, dict):
             if isinstance(part, int):
                 part = str(part)
             if part not in node and not last:
                 node[part] = PosDict()
-                node.positions[part] = loc
+                node[part].location = loc
         else:
-            raise SpecSyntaxError(
-                Problem(f"override '{text}': '{here}' goes inside a {_kind(node)}, which has no fields")
-            )
+            raise _override_error(text, f"'{here(i)}' goes inside a {_kind(node)}, which has no fields")
         if last:
             node[part] = value
-            positions = getattr(node, "positions", None)
-            if positions is not None:
-                positions[part if not isinstance(node, list) else part % len(node)] = loc
-        else:
-            node = node[part]
+        positions = getattr(node, "positions", None)
+        if positions is not None and (last or part not in positions):
+            positions[part] = loc
+        node = node[part]
 
 
 def validate(tree: Any, file: str | None) -> Spec:
@@ -148,7 +226,7 @@ def validate(tree: Any, file: str | None) -> Spec:
             elif err["type"] == "missing" and loc:
                 msg = f"missing required field '{loc[-1]}'"
             elif "input" in err and not isinstance(err["input"], (dict, list)):
-                msg = f"{msg} (got {err['input']!r})"
+                msg = f"{msg} (got {abbreviated(repr(err['input']), 60)})"
             problems.append(Problem(msg, loc, where, hint))
         raise SpecError(_dedupe(problems)) from None
     spec._raw = tree
@@ -190,13 +268,18 @@ def resolve_tree(path: str | FsPath, overrides: list[str] | None = None) -> Any:
     return apply_tricks(tree)
 
 
-def load_spec(path: str | FsPath, overrides: list[str] | None = None) -> Spec:
-    """Read, resolve and validate a spec file. Raises SpecError (with file:line:col) on any problem."""
+def load_spec(
+    path: str | FsPath, overrides: list[str] | None = None, *, limits: Limits | None = None
+) -> Spec:
+    """Read, resolve and validate a spec file. Raises SpecError (with file:line:col) on any problem.
+    `limits`: the safety caps (default: Limits()); the spec's own `limits:` may only lower them."""
     tree = resolve_tree(path, overrides)
-    return validate(tree, str(path))
+    return apply_caps(validate(tree, str(path)), limits)
 
 
-def loads_spec(text: str, name: str = "<string>", overrides: list[str] | None = None) -> Spec:
+def loads_spec(
+    text: str, name: str = "<string>", overrides: list[str] | None = None, *, limits: Limits | None = None
+) -> Spec:
     """Like load_spec, from YAML text (no `extends`)."""
     from .tricks import apply_tricks
 
@@ -204,13 +287,25 @@ def loads_spec(text: str, name: str = "<string>", overrides: list[str] | None = 
     if tree is None:
         raise SpecSyntaxError(Problem("file is empty", location=Location(name, 1, 1), hint="write a spec"))
     if not isinstance(tree, dict):
-        raise SpecSyntaxError(Problem(f"a spec is a mapping of fields, not a {_kind(tree)}"))
+        raise SpecSyntaxError(
+            Problem(
+                f"a spec is a mapping of fields (name, input, stem, ...), not a {_kind(tree)}",
+                location=getattr(tree, "location", None) or Location(name, 1, 1),
+            )
+        )
     if "extends" in tree:
-        raise SpecSyntaxError(Problem("`extends` needs a spec file, not a string", ("extends",)))
+        raise SpecSyntaxError(
+            Problem(
+                "`extends` needs a spec file, not a string",
+                ("extends",),
+                locate(tree, ("extends",)),
+                "load the spec with load_spec(path)",
+            )
+        )
     for text_ in overrides or []:
         parts, value = parse_override(text_)
         apply_override(tree, parts, value, text_)
-    return validate(apply_tricks(tree), name)
+    return apply_caps(validate(apply_tricks(tree), name), limits)
 
 
 def resolved_spec_text(spec: Spec, input_size: int | tuple[int, int] | None = None) -> str:
@@ -234,7 +329,7 @@ def resolved_spec_text(spec: Spec, input_size: int | tuple[int, int] | None = No
     if tricks:
         header += f"\n# tricks already applied: {', '.join(tricks)}"
     text = header + "\n" + yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True)
-    again = loads_spec(text, f"<resolved {spec.name}>")
+    again = loads_spec(text, f"<resolved {spec.name}>", limits=spec.caps)
     if analyze(again).to_json() != analyze(spec, size).to_json():
         raise SpecError(
             Problem(

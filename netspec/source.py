@@ -2,11 +2,16 @@
 
 Only PyYAML's safe constructors are used (no python tags). Duplicate keys, alias bombs, deep nesting
 and oversized files are errors with a position, never a hang, a RecursionError or a silent overwrite.
+Only regular files are read (never a device or a pipe), and never more than the size limit.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -18,6 +23,28 @@ from .errors import Location, Path, Problem, SpecSizeError, SpecSyntaxError
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: zoo specs are a few KiB; more is a mistake or an attack
 MAX_DEPTH = 64
 MAX_NODES = 200_000  # after alias expansion
+MAX_SCALAR_INT_CHARS = 100  # an int literal longer than this is a mistake; bigint parsing is superlinear
+
+
+@dataclass
+class ReadBudget:
+    """What one spec may hold in all, the files it `extends` included: a chain of files, each under
+    the limits, must not add up to what one file may not hold."""
+
+    bytes_left: int = MAX_FILE_BYTES
+    nodes_left: int = MAX_NODES
+
+    def charge_bytes(self, size: int, file: str) -> None:
+        """Count a file's bytes; the first file was already held to the one-file limit when read."""
+        if size > self.bytes_left:
+            raise SpecSizeError(
+                Problem(
+                    f"a spec and the files it extends hold more than {MAX_FILE_BYTES // 1024} KiB together",
+                    location=Location(file, 1, 1),
+                    hint="a spec is a short description; generate repeated parts with `depth`",
+                )
+            )
+        self.bytes_left -= size
 
 
 class PosDict(dict):
@@ -90,7 +117,7 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def _expanded_size(node: Node, memo: dict[int, int], file: str) -> int:
+def _expanded_size(node: Node, memo: dict[int, int], file: str, limit: int = MAX_NODES) -> int:
     """Node count after alias expansion, computed on the DAG so a bomb is measured, not expanded."""
     key = id(node)
     if key in memo:
@@ -107,14 +134,15 @@ def _expanded_size(node: Node, memo: dict[int, int], file: str) -> int:
     size = 1
     if isinstance(node, SequenceNode):
         for child in node.value:
-            size += _expanded_size(child, memo, file)
+            size += _expanded_size(child, memo, file, limit)
     elif isinstance(node, MappingNode):
         for k, v in node.value:
-            size += _expanded_size(k, memo, file) + _expanded_size(v, memo, file)
-    if size > MAX_NODES:
+            size += _expanded_size(k, memo, file, limit) + _expanded_size(v, memo, file, limit)
+    if size > limit:
+        together = " with the files it extends" if limit < MAX_NODES else ""
         raise SpecSizeError(
             Problem(
-                f"document expands to more than {MAX_NODES} values (anchors and aliases included)",
+                f"document expands to more than {MAX_NODES} values{together} (anchors and aliases included)",
                 location=_loc(file, node),
                 hint="is this an alias bomb? write the spec without nested aliases",
             )
@@ -126,9 +154,35 @@ def _expanded_size(node: Node, memo: dict[int, int], file: str) -> int:
 _PLAIN_TAGS = {SequenceNode: "tag:yaml.org,2002:seq", MappingNode: "tag:yaml.org,2002:map"}
 
 
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _construct_scalar(node: ScalarNode, loader: _Loader, file: str) -> Any:
+    """A plain value; a value its tag cannot read (`!!int abc`, `!!timestamp x`) is a located error."""
+    if node.tag == _INT_TAG and len(node.value) > MAX_SCALAR_INT_CHARS:
+        # PyYAML reads `1:59:59:...` (base 60) digit by digit on a growing integer: quadratic
+        raise SpecSizeError(
+            Problem(
+                f"integer is longer than {MAX_SCALAR_INT_CHARS} characters",
+                location=_loc(file, node),
+                hint="no count in a spec needs that many digits",
+            )
+        )
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        value = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+        raise SpecSyntaxError(
+            Problem(f"'{value}' is not a valid {tag} value", location=_loc(file, node))
+        ) from None
+
+
 def _construct(node: Node, loader: _Loader, file: str) -> Any:
     if isinstance(node, ScalarNode):
-        return loader.construct_object(node, deep=True)
+        return _construct_scalar(node, loader, file)
     if type(node) in _PLAIN_TAGS and node.tag != _PLAIN_TAGS[type(node)]:
         # a tagged list or mapping (!!python/object/apply:..., !!set, !foo) is never constructed
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
@@ -173,9 +227,11 @@ def _construct(node: Node, loader: _Loader, file: str) -> Any:
     raise SpecSyntaxError(Problem("unsupported YAML node", location=_loc(file, node)))
 
 
-def parse_yaml(text: str, file: str = "<string>") -> Any:
-    """Parse YAML text into PosDict/PosList/scalars. Raises SpecError subclasses only."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+def parse_yaml(text: str, file: str = "<string>", budget: ReadBudget | None = None) -> Any:
+    """Parse YAML text into PosDict/PosList/scalars. Raises SpecError subclasses only.
+
+    With a `budget`, the document's values are counted against what is left of it."""
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise SpecSizeError(
             Problem(
                 f"file is larger than {MAX_FILE_BYTES // 1024} KiB",
@@ -201,7 +257,9 @@ def parse_yaml(text: str, file: str = "<string>") -> Any:
             raise SpecSyntaxError(
                 Problem("file is empty", location=Location(file, 1, 1), hint="write a spec")
             )
-        _expanded_size(node, {}, file)
+        size = _expanded_size(node, {}, file, budget.nodes_left if budget else MAX_NODES)
+        if budget:
+            budget.nodes_left -= size
         return _construct(node, loader, file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -222,28 +280,107 @@ def parse_yaml(text: str, file: str = "<string>") -> Any:
         loader.dispose()
 
 
-def read_yaml_file(path: str | FsPath) -> Any:
-    """Read and parse a spec file, turning every I/O failure into a SpecError."""
-    p = FsPath(path)
-    name = str(path)
+@dataclass(frozen=True)
+class SpecFile:
+    """A spec file's text, and which file it is however its path was spelled (`./a.yaml`, a symlink,
+    a hard link): the device and inode of the descriptor that was read."""
+
+    name: str
+    text: str
+    identity: tuple[int, int]
+
+
+# O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused right after, by fstat)
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+
+_OPEN_ERRORS = {  # errno -> what it means for a spec path
+    errno.ENOENT: "no such file",
+    errno.ENOTDIR: "a part of the path is not a directory",
+    errno.ELOOP: "the path is a loop of symbolic links",
+    errno.ENAMETOOLONG: "the path is too long",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def abbreviated(text: str, limit: int = 120) -> str:
+    """`text` for a message: a long path or value must not make a long message."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def read_spec_file(path: str | FsPath, named_at: Location | None = None, field: Path = ()) -> SpecFile:
+    """Read a spec file's UTF-8 text, turning every failure into a located SpecError.
+
+    Only a regular file is read, and at most MAX_FILE_BYTES + 1 bytes of it: `st_size` is not trusted
+    (a device or a FIFO has none), and the check is made on the open descriptor, so nothing can swap
+    the file between the check and the read. A problem with the path itself (missing, a directory, a
+    symlink loop, a NUL character) points at `named_at`, where the path is written (the spec path
+    `field`, such as `extends`), or else at the file."""
+    name = os.fspath(path)
+    name = name if isinstance(name, str) else os.fsdecode(name)
+    where = named_at or Location(name, 1, 1)
+    shown = abbreviated(name)
     try:
-        if p.is_dir():
-            raise SpecSyntaxError(Problem(f"'{name}' is a directory, not a spec file"))
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise SpecSizeError(
-                Problem(
-                    f"file is {size} bytes, more than the {MAX_FILE_BYTES // 1024} KiB limit",
-                    location=Location(name, 1, 1),
-                )
-            )
-        raw = p.read_bytes()
-    except FileNotFoundError:
+        fd = os.open(name, _OPEN_FLAGS)
+    except ValueError:  # an embedded NUL, or text the file system cannot encode
         raise SpecSyntaxError(
-            Problem(f"no such file: '{name}'", hint="check the path; zoo specs live in specs/")
+            Problem(
+                f"'{shown}' is not a file path: it contains a NUL or an unencodable character",
+                path=field,
+                location=where,
+            )
         ) from None
     except OSError as exc:
-        raise SpecSyntaxError(Problem(f"cannot read '{name}': {exc.strerror}")) from None
+        reason = _OPEN_ERRORS.get(exc.errno or 0)
+        hint = "check the path; zoo specs live in specs/" if exc.errno == errno.ENOENT else None
+        if exc.errno == errno.ENAMETOOLONG:
+            shown = abbreviated(name, 60)
+        message = f"{reason}: '{shown}'" if reason else f"cannot read '{shown}': {exc.strerror}"
+        raise SpecSyntaxError(Problem(message, path=field, location=where, hint=hint)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise SpecSyntaxError(
+                Problem(f"'{shown}' is a directory, not a spec file", path=field, location=where)
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecSyntaxError(
+                Problem(
+                    f"'{shown}' is not a regular file (a device, a pipe or a socket)",
+                    path=field,
+                    location=where,
+                    hint="a spec is read from a file; save it to one first",
+                )
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES:  # stop one byte past the limit: enough to know it is too large
+            chunk = os.read(fd, min(1 << 16, MAX_FILE_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:  # EIO, EISDIR on odd file systems...
+        raise SpecSyntaxError(
+            Problem(f"cannot read '{shown}': {exc.strerror}", path=field, location=where)
+        ) from None
+    finally:
+        os.close(fd)
+    if size > MAX_FILE_BYTES:
+        raise SpecSizeError(
+            Problem(
+                f"file is larger than the {MAX_FILE_BYTES // 1024} KiB limit",
+                location=Location(name, 1, 1),
+                hint="a spec is a short description; generate repeated parts with `depth`",
+            )
+        )
+    raw = b"".join(chunks)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # a byte-order mark: UTF-16 (or UTF-32) text
+        raise SpecSyntaxError(
+            Problem("file is UTF-16 text", location=Location(name, 1, 1), hint="save the spec as UTF-8")
+        )
     if b"\x00" in raw:
         raise SpecSyntaxError(
             Problem("file contains NUL bytes: binary data, not YAML", location=Location(name, 1, 1))
@@ -258,7 +395,7 @@ def read_yaml_file(path: str | FsPath) -> Any:
                 hint="save the spec as UTF-8",
             )
         ) from None
-    return parse_yaml(text, name)
+    return SpecFile(name, text, (info.st_dev, info.st_ino))
 
 
 def locate_key(tree: Any, path: Path) -> Location | None:

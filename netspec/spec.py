@@ -6,9 +6,22 @@ their `${...}` expressions can be evaluated; everything else is validated here, 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictInt,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from .layers.base import ModuleName, Pair, PositiveInt
 
@@ -27,6 +40,38 @@ def _identifier(name: str) -> str:
 
 
 Identifier = Annotated[str, AfterValidator(_identifier)]
+
+
+# A spec's name is a file name: the default run directory is runs/<name>. One path component, the
+# same on every system: no separators, not `.` or `..`, no leading `-` (an option to a shell tool)
+# or `.` (hidden), no trailing `.`, not a Windows device name.
+SPEC_NAME_PATTERN = r"^[A-Za-z0-9_](?:[A-Za-z0-9_.\-]{0,62}[A-Za-z0-9_\-])?$"
+_DEVICE_NAMES = frozenset(
+    ["con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))]
+)
+
+
+def check_spec_name(name: str) -> str:
+    """`name` if it is a safe file name (one path component); else a validation error saying why."""
+    if not re.fullmatch(SPEC_NAME_PATTERN, name):
+        raise PydanticCustomError(
+            "spec_name",
+            "not a usable spec name: a name is a file name (the run directory is runs/<name>), so"
+            " it is 1-64 letters, digits, '_', '.' or '-', starting with a letter, digit or '_' and"
+            " not ending with '.'",
+            {"name": name},
+        )
+    if name.split(".")[0].lower() in _DEVICE_NAMES:
+        raise PydanticCustomError(
+            "spec_name", "not a usable spec name: a reserved device name on Windows", {"name": name}
+        )
+    return name
+
+
+SpecName = Annotated[
+    str, AfterValidator(check_spec_name), Field(json_schema_extra={"pattern": SPEC_NAME_PATTERN})
+]
+
 Scalar = int | float | bool | str
 
 
@@ -64,7 +109,7 @@ class BlockDef(Strict):
     )
     shortcut_name: ModuleName = "downsample"
     after: list[Any] = Field(default_factory=list, description="layers after the merge")
-    inline: bool = Field(False, description="place the layers in the parent, not a submodule")
+    inline: StrictBool = Field(False, description="place the layers in the parent, not a submodule")
 
     @model_validator(mode="after")
     def _one_structure(self) -> BlockDef:
@@ -84,19 +129,90 @@ class InitSpec(Strict):
         "kaiming_normal"
     )
     linear: Literal["normal", "xavier_uniform", "kaiming_uniform", "default"] = "default"
-    zero_gamma: bool = False
-    seed: int | None = None
+    zero_gamma: StrictBool = False
+    seed: StrictInt | None = None
+
+
+Count = Annotated[StrictInt, Field(ge=1)]  # a number of things: `true` or `2.0` is a mistake, not 1 or 2
 
 
 class Limits(Strict):
-    max_params: int = Field(2_000_000_000, ge=1)
-    max_layers: int = Field(20_000, ge=1)
+    """Safety caps on what loading, lowering and building a spec may take. A spec may only lower them:
+    the text may be untrusted, and raising them is the caller's decision (`--allow-large` on the
+    command line, `load_spec(..., limits=Limits(...))` in the API); see `apply_caps`."""
+
+    max_params: Count = Field(2_000_000_000, description="parameters of the whole model")
+    max_layers: Count = Field(20_000, description="layers of the whole model")
+    max_memory: Count | None = Field(
+        None,
+        description="bytes a build, a forward pass or a training step may allocate, from the static"
+        " estimate (default: half of this machine's memory)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _declared_only(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # the caps apply_caps fills in are the caller's, not the spec's: a dump shows what the spec wrote
+        data = handler(self)
+        return (
+            {k: v for k, v in data.items() if k in self.model_fields_set} if isinstance(data, dict) else data
+        )
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def large_limits() -> Limits:
+    """The caps `--allow-large` sets: still finite, so no text can make netspec run forever."""
+    from .memory import physical_memory
+
+    return Limits(max_params=10**12, max_layers=10**6, max_memory=physical_memory())
+
+
+def apply_caps(spec: Spec, caps: Limits | None = None) -> Spec:
+    """Give `spec` the caller's caps (default DEFAULT_LIMITS) where it sets no limit of its own, and
+    refuse a limit it sets above a cap (SpecSizeError at that field): a spec can lower, not raise."""
+    from .errors import Problem, SpecSizeError
+    from .memory import default_memory_cap
+    from .source import locate
+
+    caps = caps or DEFAULT_LIMITS
+    declared = {f for f in spec.limits.model_fields_set if getattr(spec.limits, f) is not None}
+    values: dict[str, Any] = {}
+    problems = []
+    for field in Limits.model_fields:
+        cap = getattr(caps, field)
+        own = getattr(spec.limits, field)
+        if field not in declared:
+            values[field] = cap
+            continue
+        values[field] = own
+        ceiling = cap if cap is not None else default_memory_cap()
+        if own > ceiling:
+            raise_hint = (
+                "to allow more, run with --allow-large, or pass limits=Limits(...) in the API"
+                if caps == DEFAULT_LIMITS
+                else "to allow more, pass larger caps: limits=Limits(...)"
+            )
+            problems.append(
+                Problem(
+                    f"{own:,} is more than the cap of {ceiling:,}: a spec may lower its limits, not raise"
+                    " them",
+                    ("limits", field),
+                    locate(spec.raw, ("limits", field)) if spec.raw is not None else None,
+                    raise_hint,
+                )
+            )
+    if problems:
+        raise SpecSizeError(problems)
+    spec.limits = Limits.model_construct(_fields_set=declared, **values)
+    spec._caps = caps
+    return spec
 
 
 class Spec(Strict):
     """A whole network. See README 'The spec language'."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    name: SpecName
     description: str = ""
     input: InputSpec = InputSpec()
     classes: PositiveInt | None = None
@@ -114,11 +230,19 @@ class Spec(Strict):
     tricks: list[TrickName] = Field(default_factory=list)
     blocks: dict[Identifier, BlockDef] = Field(default_factory=dict)
     init: InitSpec = InitSpec()
-    limits: Limits = Limits()
+    limits: Limits = Field(
+        Limits(), exclude_if=lambda limits: not limits.model_fields_set, description="see Limits"
+    )
     train: dict[str, Any] = Field(default_factory=dict)
 
     _raw: Any = PrivateAttr(default=None)
     _file: str | None = PrivateAttr(default=None)
+    _caps: Limits | None = PrivateAttr(default=None)
+
+    @property
+    def caps(self) -> Limits:
+        """The caps the caller loaded this spec under (what a spec derived from it may use)."""
+        return self._caps or DEFAULT_LIMITS
 
     @property
     def raw(self) -> Any:
@@ -137,7 +261,7 @@ class StageSpec(Strict):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     block: Identifier
-    depth: int = Field(1, ge=1, alias="repeat")  # bounded by `limits`, with an estimate
+    depth: StrictInt = Field(1, ge=1, alias="repeat")  # bounded by `limits`, with an estimate
     name: ModuleName | None = None
     block_name: str | None = Field(None, description="e.g. 'denselayer${index + 1}'")
-    inline: bool = False
+    inline: StrictBool = False

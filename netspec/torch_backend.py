@@ -11,10 +11,12 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from .analysis import analyze_ir
 from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, layers
 from .layers import KINDS
 from .layers.activation import Activation
 from .lower import lower
+from .memory import check_memory, estimate
 from .modules import AuxNetwork, Network, Parallel, Residual
 from .spec import InitSpec, Spec
 
@@ -98,6 +100,7 @@ def build(
     """Compile a spec into a torch.nn.Module. A seed (argument or `init.seed`) makes it reproducible."""
     size = (input_size, input_size) if isinstance(input_size, int) else input_size
     root = lower(spec, size)
+    check_memory(spec, estimate(analyze_ir(root, spec.name), "building the module"))  # before allocating
     seed = seed if seed is not None else spec.init.seed
     rng = torch.random.fork_rng(devices=[]) if seed is not None else nullcontext()
     with rng:

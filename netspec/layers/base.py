@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 if TYPE_CHECKING:
     from torch import nn
@@ -95,8 +95,9 @@ def check_module_name(name: str) -> str:
 
 
 ModuleName = Annotated[str, AfterValidator(check_module_name)]
-PositiveInt = Annotated[int, Field(ge=1, le=1 << 24)]
-NonNegInt = Annotated[int, Field(ge=0, le=1 << 24)]
+# Counts are strict: YAML's `true` or `2.0` where a count is meant is a mistake, not 1 or 2
+PositiveInt = Annotated[StrictInt, Field(ge=1, le=1 << 24)]
+NonNegInt = Annotated[StrictInt, Field(ge=0, le=1 << 24)]
 Pair = PositiveInt | tuple[PositiveInt, PositiveInt]
 
 

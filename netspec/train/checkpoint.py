@@ -1,10 +1,15 @@
 """Checkpoints that survive a crash at any instant, and the RNG states that make a resume exact.
 
 A checkpoint FILE is an ordinary `torch.save` archive (`torch.load("last.pt", weights_only=True)`
-reads it) with its sha256 beside it in FILE.sha256. Both are written atomically: a temporary file in
-the same directory, fsync, os.replace, fsync of the directory. Reading checks the checksum and loads
-with `weights_only=True` only (no pickled code runs). A file whose checksum is missing or does not
-match (truncated, corrupted, or a crash between the two writes) is skipped for the previous one.
+reads it) with its sha256 beside it in FILE.sha256. Each is written atomically (a temporary file in
+the same directory, fsync, os.replace, fsync of the directory), and in an order that never shows a
+checkpoint file without the checksum of its own bytes: the old file is removed first, then the new
+checksum is written, then the new file. A kill between two steps leaves either the previous file
+with its checksum, or a checksum without a file (no checkpoint: it is ignored, and replaced by the
+next write). So a FILE without its checksum, or with another one, is damage (a truncated copy, a
+disk error), never an interrupted write; it is skipped for the previous checkpoint with a note.
+Reading checks the checksum and loads with `weights_only=True` only (no pickled code runs); a file
+that cannot be loaded is reported without torch's advice to load it with `weights_only=False`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ..torch_load import load_failure
 
 LAST = "last.pt"
 EPOCH_DIR = "checkpoints"
@@ -65,14 +72,23 @@ def serialize(state: dict[str, Any]) -> bytes:
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any] | bytes) -> str:
-    """Write a checkpoint (a state dict, or its `serialize`d bytes) and its checksum; returns the sha256."""
+    """Write a checkpoint (a state dict, or its `serialize`d bytes) and its checksum; returns the
+    sha256. The order (old file out, checksum, file) is what makes every instant resumable."""
     path = Path(path)
     data = state if isinstance(state, bytes) else serialize(state)
     digest = hashlib.sha256(data).hexdigest()
     path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # never the old file beside the new checksum
+        _fsync_dir(path.parent)
+    atomic_write_bytes(sidecar(path), f"{digest}  {path.name}\n".encode())
     atomic_write_bytes(path, data)
-    atomic_write_bytes(path.with_name(path.name + SUFFIX), f"{digest}  {path.name}\n".encode())
     return digest
+
+
+def sidecar(path: Path) -> Path:
+    """FILE.sha256, the checksum of checkpoint FILE."""
+    return path.with_name(path.name + SUFFIX)
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
@@ -82,17 +98,17 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         data = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    sidecar = path.with_name(path.name + SUFFIX)
+    check = sidecar(path)
     try:
-        expected = sidecar.read_text().split()[0]
+        expected = check.read_text().split()[0]
     except (OSError, IndexError, UnicodeDecodeError):
-        raise CheckpointError(f"{path}: no checksum file {sidecar.name}") from None
+        raise CheckpointError(f"{path}: no checksum file {check.name}") from None
     if hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(f"{path}: checksum mismatch (truncated or corrupted)")
     try:
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # an unpickling error of any kind: the file is unusable
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({load_failure(exc)})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a netspec checkpoint")
     return state
@@ -117,28 +133,36 @@ def epoch_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]
 def prune(run_dir: str | os.PathLike[str], keep: int) -> None:
     """Delete all but the newest `keep` per-epoch checkpoints (and their checksums)."""
     for _, path in epoch_checkpoints(run_dir)[keep:]:
-        for p in (path, path.with_name(path.name + SUFFIX)):
+        for p in (path, sidecar(path)):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
 
 # the temporary names `atomic_write_bytes` gives netspec's own run files (tempfile.mkstemp)
 _PARTIAL_RE = re.compile(
-    r"^\.(?:last\.pt|epoch_\d+\.pt|metrics\.jsonl|metrics\.csv|spec\.yaml|recipe\.yaml)"
-    r"(?:\.sha256)?\.[A-Za-z0-9_]+\.tmp$"
+    r"^\.(?:last\.pt|epoch_\d+\.pt|metrics\.jsonl|metrics\.csv|spec\.yaml|recipe\.yaml|model\.py"
+    r"|loss\.png|accuracy\.png|lr\.png)(?:\.sha256)?\.[A-Za-z0-9_]+\.tmp$"
 )
+_CHECKSUM_RE = re.compile(r"^(?:last\.pt|epoch_\d+\.pt)\.sha256$")
+
+
+def _unfinished(p: Path) -> bool:
+    """A temporary file, or a checksum whose checkpoint was never written."""
+    if _PARTIAL_RE.match(p.name):
+        return True
+    return bool(_CHECKSUM_RE.match(p.name)) and not p.with_name(p.name[: -len(SUFFIX)]).exists()
 
 
 def remove_partial(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files of writes that never finished (a SIGKILL or power loss between
-    `mkstemp` and `os.replace`). They are never read as checkpoints; this only frees their space.
-    Returns the files removed."""
+    """Delete what writes that never finished left (a SIGKILL or power loss): temporary files
+    (between `mkstemp` and `os.replace`) and checksums whose checkpoint was never written. They are
+    never read as checkpoints; this only tidies the directory. Returns the files removed."""
     removed = []
     for d in (Path(run_dir), Path(run_dir) / EPOCH_DIR):
         if not d.is_dir():
             continue
         for p in d.iterdir():
-            if _PARTIAL_RE.match(p.name) and p.is_file():
+            if _unfinished(p) and p.is_file():
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
                     removed.append(p)

@@ -5,8 +5,9 @@ RANK, WORLD_SIZE and LOCAL_RANK in its environment and joins a process group (NC
 CPU). The model is wrapped in DistributedDataParallel, each process reads its own shard of the
 training set (DistributedSampler, reshuffled every epoch with `set_epoch`), and the validation set is
 split without padding (`ShardSampler`) so that the summed loss and hit counts (all-reduced) cover
-every validation example exactly once. Only rank 0 writes the run directory; every rank reads it
-when resuming (a directory all nodes can see). `batch_size` is per process: the global batch is
+every validation example exactly once. Only rank 0 writes the run directory, and it holds the
+directory's lock for the run (every rank stops when it cannot); every rank reads it when resuming
+(a directory all nodes can see). `batch_size` is per process: the global batch is
 batch_size * WORLD_SIZE, and `linear_lr_scaling` scales by the global batch.
 """
 
@@ -92,6 +93,15 @@ def gather_objects(obj: object) -> list[object]:
     out: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_object(obj: object) -> object:
+    """Rank 0's `obj`, on every rank."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def sync_buffers(model: torch.nn.Module) -> None:

@@ -8,14 +8,36 @@ an override points at `<--set train.epochs=...>` and a mistake in the file at it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ..errors import Problem, SpecError, clean_pydantic_errors, did_you_mean
 from ..source import locate, locate_key
 
 REFERENCE_BATCH = 256  # linear scaling rule: lr = base_lr * batch_size / 256 (Goyal et al.; Bag of Tricks)
+
+
+def _real(value: Any) -> Any:
+    # pydantic's lax floats take `true` as 1.0. Text stays allowed: YAML 1.1 reads `1e-4` as a string
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "number_type", "must be a number, not {value}", {"value": str(value).lower()}
+        )
+    return value
+
+
+Real = Annotated[float, BeforeValidator(_real)]
 
 
 class _Strict(BaseModel):
@@ -26,14 +48,14 @@ class OptimizerConfig(_Strict):
     """The optimizer. `lr` is the base learning rate (before linear scaling, when that is on)."""
 
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    nesterov: bool = False
-    weight_decay: float = Field(1e-4, ge=0)
-    no_bias_decay: bool = Field(
+    lr: Real = Field(0.1, gt=0)
+    momentum: Real = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    nesterov: StrictBool = False
+    weight_decay: Real = Field(1e-4, ge=0)
+    no_bias_decay: StrictBool = Field(
         False, description="weight decay on conv and linear weights only, not on biases or BN parameters"
     )
-    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    betas: tuple[Real, Real] = Field((0.9, 0.999), description="AdamW betas")
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimizerConfig:
@@ -46,9 +68,9 @@ class ScheduleConfig(_Strict):
     """Per-iteration learning rate: linear warmup from 0, then cosine, step decay or constant."""
 
     name: Literal["cosine", "step", "constant"] = "cosine"
-    warmup_epochs: float = Field(0, ge=0, description="linear warmup from 0 over this many epochs")
-    milestones: list[int] = Field(default_factory=list, description="step: epochs at which lr *= gamma")
-    gamma: float = Field(0.1, gt=0, le=1, description="step: the decay factor")
+    warmup_epochs: Real = Field(0, ge=0, description="linear warmup from 0 over this many epochs")
+    milestones: list[StrictInt] = Field(default_factory=list, description="step: epochs at which lr *= gamma")
+    gamma: Real = Field(0.1, gt=0, le=1, description="step: the decay factor")
 
     @model_validator(mode="after")
     def _milestones(self) -> ScheduleConfig:
@@ -63,7 +85,7 @@ class LabelSmoothingConfig(_Strict):
     """`paper`: 1 - eps on the target, eps / (K - 1) on the others (Bag of Tricks, Szegedy et al.);
     `uniform`: (1 - eps) + eps / K on the target, eps / K on the others (torch's CrossEntropyLoss)."""
 
-    eps: float = Field(0.0, ge=0, lt=1)
+    eps: Real = Field(0.0, ge=0, lt=1)
     form: Literal["paper", "uniform"] = "paper"
 
 
@@ -73,34 +95,34 @@ class DistillConfig(_Strict):
 
     teacher: str = Field(description="the teacher's spec file (or zoo name)")
     checkpoint: str = Field(description="the teacher's weights: a netspec checkpoint or run directory")
-    temperature: float = Field(20.0, gt=0, description="T (the paper uses 20)")
-    weight: float = Field(1.0, ge=0, description="the distillation term's weight")
-    ema: bool = Field(False, description="use the checkpoint's EMA weights")
+    temperature: Real = Field(20.0, gt=0, description="T (the paper uses 20)")
+    weight: Real = Field(1.0, ge=0, description="the distillation term's weight")
+    ema: StrictBool = Field(False, description="use the checkpoint's EMA weights")
 
 
 class Recipe(_Strict):
     """How to train a spec: the spec's `train:` section."""
 
-    epochs: int = Field(10, ge=1, le=100_000)
-    batch_size: int = Field(128, ge=1, le=1 << 20)
+    epochs: StrictInt = Field(10, ge=1, le=100_000)
+    batch_size: StrictInt = Field(128, ge=1, le=1 << 20)
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
-    linear_lr_scaling: bool = Field(False, description="lr = optimizer.lr * batch_size / 256")
+    linear_lr_scaling: StrictBool = Field(False, description="lr = optimizer.lr * batch_size / 256")
     label_smoothing: LabelSmoothingConfig = Field(
         LabelSmoothingConfig(), description="a number is the eps of the paper's form"
     )
-    mixup_alpha: float = Field(0.0, ge=0, description="mixup with lambda ~ Beta(alpha, alpha); 0 = off")
-    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm")
-    ema_decay: float | None = Field(None, gt=0, lt=1, description="exponential moving average of weights")
+    mixup_alpha: Real = Field(0.0, ge=0, description="mixup with lambda ~ Beta(alpha, alpha); 0 = off")
+    grad_clip: Real | None = Field(None, gt=0, description="clip the global gradient norm")
+    ema_decay: Real | None = Field(None, gt=0, lt=1, description="exponential moving average of weights")
     amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = False
-    compile: bool = False
-    seed: int = Field(0, ge=0, lt=2**63)
+    channels_last: StrictBool = False
+    compile: StrictBool = False
+    seed: StrictInt = Field(0, ge=0, lt=2**63)
     data: str = Field(
         "digits", description="digits | synthetic[:N] | mnist:DIR | cifar10:DIR | imagefolder:DIR"
     )
-    download: bool = Field(False, description="let torchvision download mnist / cifar10 into DIR")
-    augment: bool = Field(
+    download: StrictBool = Field(False, description="let torchvision download mnist / cifar10 into DIR")
+    augment: StrictBool = Field(
         True,
         description="training augmentation: digits shift, cifar10 crops and flips, imagefolder"
         " the `preset`'s (random-resized crops and flips; colour jitter and PCA lighting in `imagenet`)",
@@ -110,12 +132,12 @@ class Recipe(_Strict):
         description="imagefolder's transforms: imagenet (Bag of Tricks, the default) or torchvision"
         " (its reference scripts: crop and flip)",
     )
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="digits / synthetic: held-out fraction")
-    aux_weight: float = Field(0.3, ge=0, description="weight of each auxiliary head's loss (GoogLeNet)")
-    workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes")
-    eval_batch_size: int | None = Field(None, ge=1, description="default: batch_size")
+    val_fraction: Real = Field(0.2, gt=0, lt=1, description="digits / synthetic: held-out fraction")
+    aux_weight: Real = Field(0.3, ge=0, description="weight of each auxiliary head's loss (GoogLeNet)")
+    workers: StrictInt = Field(0, ge=0, le=256, description="DataLoader worker processes")
+    eval_batch_size: StrictInt | None = Field(None, ge=1, description="default: batch_size")
     distill: DistillConfig | None = Field(None, description="a teacher to distill from")
-    plots: bool = Field(True, description="loss.png, accuracy.png and lr.png in the run directory")
+    plots: StrictBool = Field(True, description="loss.png, accuracy.png and lr.png in the run directory")
 
     @model_validator(mode="before")
     @classmethod
@@ -170,6 +192,18 @@ def recipe_from_spec(spec: Any) -> Recipe:
     """The validated recipe of a loaded Spec (its `train:` section, overrides applied)."""
     raw = spec.raw
     return validate_recipe(spec.train, raw)
+
+
+def check_training_memory(spec: Any, recipe: Recipe, device: Any = None) -> None:
+    """Refuse (SpecSizeError) a training step whose static estimate exceeds the memory cap: weights,
+    gradients, optimizer state and EMA copy, and a batch's activations with their gradients."""
+    from ..analysis import analyze
+    from ..memory import check_memory, training_estimate
+
+    need = training_estimate(
+        analyze(spec), recipe.batch_size, recipe.optimizer.name, recipe.ema_decay is not None
+    )
+    check_memory(spec, need, device)
 
 
 def train_overrides(

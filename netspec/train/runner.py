@@ -5,10 +5,12 @@ A run directory holds
   `recipe.yaml` (the full recipe, with the effective lr);
 - `metrics.jsonl` and `metrics.csv`: a row per epoch (epoch, step, lr, train loss, val loss,
   top-1, top-5, images/s, time; EMA metrics when EMA is on);
-- `checkpoints/epoch_NNNN.pt` after every epoch and `last.pt`, each with a `.sha256` beside it.
+- `checkpoints/epoch_NNNN.pt` after every epoch and `last.pt`, each with a `.sha256` beside it;
+- `.netspec-lock`, locked while a run holds the directory (rundir.py).
 A checkpoint holds model, optimizer, schedule step, grad scaler, EMA, epoch, step, the metrics so
 far and every RNG state (torch, CUDA, numpy, python, the data loader's generator), so a resumed run
-is the run that was not interrupted: bitwise on CPU.
+is the run that was not interrupted: bitwise on CPU. A resume compares the spec (or model file) and
+the recipe with the run's and refuses a different one unless forced (`force_resume`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,19 +37,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import SpecError
+from ..errors import Problem, SpecError
 from ..source import locate
 from ..spec import Spec
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, rundir
 from .data import DataSplit, load_data, loaders
 from .ema import EMA
+from .errors import RunDirError, TrainError
 from .losses import Criterion, main_logits, mixup, sample_mixup
 from .lr import LRSchedule
 from .params import make_optimizer
 from .progress import Event, Reporter
 from .pymodel import ModelFile, is_model_file, read_model_file
-from .recipe import Recipe, recipe_from_spec, validate_recipe
+from .recipe import Recipe, check_training_memory, recipe_from_spec, validate_recipe
 
 CHECKPOINT_FORMAT = "netspec-train"
 CHECKPOINT_VERSION = 1
@@ -64,11 +66,6 @@ CSV_FIELDS = [
     "time",
 ]
 EMA_FIELDS = ["ema_val_loss", "ema_val_top1", "ema_val_top5"]
-
-
-class TrainError(Exception):
-    """A training run that cannot start or go on: an unwritable output directory, a diverged
-    (NaN/inf) loss, an unusable checkpoint, a device that is not there."""
 
 
 @dataclass
@@ -201,17 +198,6 @@ def _device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def check_writable(out: Path) -> None:
-    """Create `out` and write (then remove) a file in it, before any training time is spent."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise TrainError(f"cannot write to the output directory '{out}': {exc.strerror or exc}") from None
-
-
 def _size(n: int) -> str:
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
@@ -267,15 +253,17 @@ def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _clear_run(out: Path) -> None:
-    """Remove what an earlier run wrote (only netspec's own files)."""
-    shutil.rmtree(out / ckpt.EPOCH_DIR, ignore_errors=True)
-    for name in (ckpt.LAST, ckpt.LAST + ckpt.SUFFIX, "metrics.jsonl", "metrics.csv"):
-        with contextlib.suppress(FileNotFoundError):
+    """Remove what an earlier run wrote: netspec's own files only, by name (a file of the user's in
+    `checkpoints/` stays, and so does the directory then)."""
+    for _, path in ckpt.epoch_checkpoints(out):
+        for p in (path, ckpt.sidecar(path)):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    with contextlib.suppress(OSError):
+        (out / ckpt.EPOCH_DIR).rmdir()  # only when nothing else is in it
+    for name in sorted(rundir.RUN_FILES):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             (out / name).unlink()
-
-
-def _has_run(out: Path) -> bool:
-    return (out / ckpt.LAST).exists() or bool(ckpt.epoch_checkpoints(out))
 
 
 def _seed_all(seed: int) -> None:
@@ -404,9 +392,9 @@ def _restore(run: _Run, state: dict[str, Any], path: Path) -> None:
     ckpt.set_rng_state(rng, run.generator)
 
 
-def _recipe_changes(saved: dict[str, Any], recipe: Recipe) -> list[str]:
-    now = recipe.model_dump(mode="json")
-    return [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now if saved.get(k) != now[k]]
+# Recipe fields a resumed run may change: how long it runs and how it is run, not what it computes
+# up to the checkpoint (a longer cosine schedule does change the rest of the run, as asked).
+RESUMABLE_CHANGES = frozenset(["epochs", "workers", "eval_batch_size", "plots", "download", "compile"])
 
 
 # ---------------------------------------------------------------- training
@@ -424,6 +412,7 @@ def train(
     log_every: int = 10,
     overrides: list[str] | None = None,
     overwrite: bool = False,
+    force_resume: bool = False,
     stop_after: int | None = None,
     keep_checkpoints: int | None = None,
     input_shape: tuple[int, int, int] | None = None,
@@ -434,28 +423,65 @@ def train(
     (default: the spec's `train:` section, the file's RECIPE).
 
     data: a data set name (default: the recipe's `data`, `digits` unless set) or a DataSplit.
-    out: the run directory (default `runs/<spec name>`); refused if it holds a run, unless `resume`
-    (continue from its newest usable checkpoint; or a checkpoint file) or `overwrite`.
+    out: the run directory (default `runs/<spec name>`): new, empty or a netspec run's; locked for
+    the run's life (a second run on it is refused, naming the holder). Refused if it holds a run,
+    unless `resume` (continue from its newest usable checkpoint; or a checkpoint file) or `overwrite`
+    (start over: netspec's files there are removed). A resume compares the spec (or model file) and
+    the recipe with the run's and refuses on a difference, unless `force_resume` (which resumes).
     log: auto | plain | rich | json | quiet, or a callable receiving each event dict; step events
     come every `log_every` iterations. stop_after: end after this epoch (as an interruption would).
     keep_checkpoints: keep only the newest N per-epoch checkpoints (default: all).
-    Raises SpecError for mistakes in the spec or recipe, TrainError when the run cannot go on.
+    Raises SpecError for mistakes in the spec or recipe, TrainError when the run cannot go on, and
+    RunDirError (both a SpecError and a TrainError) when the directory must not be used as asked.
     """
     started = time.perf_counter()
+    resume = resume or force_resume
+    if resume and overwrite:
+        raise RunDirError(
+            Problem(
+                "resume and overwrite exclude each other: a run is either continued or started over",
+                hint="--resume continues the run in --out, --overwrite replaces it",
+            )
+        )
     subject, recipe = _subject(model_or_spec, recipe, overrides, input_shape)
+    out_dir = Path(out) if out is not None else rundir.default_run_dir(subject.name)
     info = distributed.detect()  # torchrun: RANK, WORLD_SIZE, LOCAL_RANK
     if info.enabled:
         device = distributed.device_for(info, str(device))
     dev = _device(device)
+    if subject.spec is not None:  # refused from the static estimate, before the run directory or data
+        check_training_memory(subject.spec, recipe, dev)
     created_group = distributed.init(info, dev)
+    lock = None
     try:
+        lock = _claim(out_dir, info)
         return _train(
-            subject, recipe, info, dev, data, out, resume, log, log_every, overwrite, stop_after,
-            keep_checkpoints, started,
+            subject, recipe, info, dev, data, out_dir, resume, log, log_every, overwrite, force_resume,
+            stop_after, keep_checkpoints, started, lock,
         )  # fmt: skip
     finally:
+        if lock is not None:
+            lock.release()
         if created_group:
             distributed.shutdown()
+
+
+def _claim(out_dir: Path, info: distributed.DistInfo) -> rundir.RunLock | None:
+    """Rank 0 claims the run directory and holds its lock for the run's life (rundir.claim); under
+    torchrun every rank learns whether it could, so that all stop with its message together."""
+    lock, failure = None, None
+    if info.is_main:
+        try:
+            lock = rundir.claim(out_dir)
+        except TrainError as exc:  # a RunDirError too
+            failure = exc
+    if info.enabled:
+        message = distributed.broadcast_object(str(failure) if failure is not None else None)
+        if message is not None and failure is None:
+            failure = TrainError(f"rank 0 could not take the run directory: {message}")
+    if failure is not None:
+        raise failure
+    return lock
 
 
 def _train(
@@ -464,29 +490,44 @@ def _train(
     info: distributed.DistInfo,
     dev: torch.device,
     data: str | DataSplit | None,
-    out: str | os.PathLike[str] | None,
+    out_dir: Path,
     resume: bool | str | os.PathLike[str],
     log: str | Callable[[Event], None],
     log_every: int,
     overwrite: bool,
+    force_resume: bool,
     stop_after: int | None,
     keep_checkpoints: int | None,
     started: float,
+    lock: rundir.RunLock | None,
 ) -> TrainResult:
     spec, name = subject.spec, subject.name
-    out_dir = Path(out) if out is not None else Path("runs") / name
     main = info.is_main
-    if main:
-        check_writable(out_dir)
-    if not resume and distributed.restarted() and _has_run(out_dir):
+    if not resume and distributed.restarted() and rundir.holds_run(out_dir):
         resume = True  # torchrun restarted the workers after a failure: go on from the last checkpoint
-    replace = _has_run(out_dir) and not resume
+    replace = rundir.holds_run(out_dir) and not resume
     if replace and not overwrite:
-        raise TrainError(
-            f"'{out_dir}' already holds a training run; resume it (--resume), overwrite it"
-            " (overwrite=True), or choose another output directory (--out)"
+        epochs = [e for e, _ in ckpt.epoch_checkpoints(out_dir)]
+        upto = f" (checkpoints up to epoch {epochs[0]})" if epochs else ""
+        if lock is not None and lock.stale is not None:  # said now: the next run will not see it
+            upto += f", whose last process ended without releasing it ({lock.stale})"
+        raise RunDirError(
+            Problem(
+                f"'{out_dir}' already holds a training run{upto}",
+                hint="resume it with --resume, start it over with --overwrite (which deletes its"
+                " checkpoints and metrics), or choose another directory with --out",
+            )
         )
+    if resume is not True and resume:
+        rundir.check_resume_target(out_dir, Path(resume))
     reporter = Reporter(log if main else "quiet")
+    if lock is not None and lock.stale is not None:
+        reporter.emit(
+            {
+                "event": "note",
+                "message": f"took over '{out_dir}' from a run that ended without releasing it: {lock.stale}",
+            }
+        )
 
     split = _data_split(subject, recipe, data)
 
@@ -537,9 +578,13 @@ def _train(
     if main:
         check_free_space(out_dir, checkpoint_bytes(run, recipe))
     last_good: Path | None = None
+    archived: list[str] = []
     if resume:
-        last_good = _resume(run, recipe, out_dir, resume, dev, reporter)
+        last_good, archived = _resume(run, subject, recipe, out_dir, resume, dev, reporter, force_resume)
     try:
+        if main:  # a forced resume keeps the spec, model file and recipe the run had until now
+            for kept in rundir.archive(out_dir, archived, run.epoch):
+                reporter.emit({"event": "note", "message": f"kept the run's previous {kept}"})
         if main:  # what a killed write left: never read, only in the way
             for partial in ckpt.remove_partial(out_dir):
                 reporter.emit(
@@ -551,8 +596,7 @@ def _train(
         if replace and main:  # only now that the spec, the data and the model are known to be good
             _clear_run(out_dir)
         if spec is not None and main:
-            spec_doc = spec.model_dump(mode="json", exclude_defaults=True, by_alias=False)
-            _write_text(out_dir / "spec.yaml", _yaml(spec_doc))
+            _write_text(out_dir / "spec.yaml", _yaml(rundir.spec_doc(spec)))
         copy = out_dir / "model.py"
         if subject.source is not None and main and copy.resolve() != subject.source:
             _write_text(copy, subject.source.read_text(encoding="utf-8"))  # the code that was trained
@@ -567,6 +611,8 @@ def _train(
             )
         if main:
             _write_text(out_dir / "recipe.yaml", _yaml(recipe_doc))
+        if main and run.history:  # a kill between a checkpoint and the metrics left them behind it
+            _write_metrics(out_dir, run.history)
     except OSError as exc:
         raise TrainError(f"writing the run to '{out_dir}' failed: {exc}") from None
 
@@ -706,12 +752,17 @@ def _yaml(doc: dict[str, Any]) -> str:
 
 def _resume(
     run: _Run,
+    subject: _Subject,
     recipe: Recipe,
     out_dir: Path,
     resume: bool | str | os.PathLike[str],
     dev: torch.device,
     reporter: Reporter,
-) -> Path | None:
+    force: bool,
+) -> tuple[Path | None, list[str]]:
+    """Restore the newest usable checkpoint of `out_dir` (or the file `resume`) into `run`, after
+    checking that it is a checkpoint of this spec and recipe. Returns (the checkpoint, the run's
+    files that a forced resume replaces: to keep under another name)."""
     try:
         if resume is True:
             found = ckpt.load_latest(out_dir, map_location=dev)
@@ -719,20 +770,60 @@ def _resume(
             path = Path(resume)
             found = (path, ckpt.load_checkpoint(path, map_location=dev), [])
     except ckpt.CheckpointError as exc:
-        raise TrainError(str(exc)) from None
+        raise TrainError(
+            f"{exc} (start over with --overwrite, or choose another directory with --out)"
+        ) from None
     if found is None:
         reporter.emit({"event": "note", "message": f"no checkpoint in '{out_dir}': starting from scratch"})
-        return None
+        return None, []
     path, state, skipped = found
     for why in skipped:
         reporter.emit({"event": "note", "message": f"skipped {why}"})
-    changes = _recipe_changes(state.get("recipe", {}), recipe)
-    if changes:
-        message = "the recipe changed since the checkpoint: " + "; ".join(changes)
+    epoch = int(state.get("epoch", 0))
+    newer = [e for e, _ in ckpt.epoch_checkpoints(out_dir) if e > epoch]
+    if resume is not True and newer:
+        raise RunDirError(
+            Problem(
+                f"'{path}' is the checkpoint of epoch {epoch}, but '{out_dir}' holds later ones (up to"
+                f" epoch {newer[0]}): the resumed run would mix with them",
+                hint="resume from a copy of it in a new directory (--out)",
+            )
+        )
+    problems, benign, archived = _run_changes(subject, recipe, state, rundir.run_dir_of(path))
+    if problems and not force:
+        problems.append(
+            Problem(
+                f"'{out_dir}' holds a run of another spec or recipe than the one given: resuming it"
+                " would mix the two",
+                hint="resume with the run's own spec and recipe, start over with --overwrite, or"
+                " resume anyway with --force-resume",
+            )
+        )
+        raise RunDirError(problems)
+    if problems:
+        changed = "; ".join(p.format() for p in problems)
+        reporter.emit({"event": "note", "message": f"resuming despite a different spec or recipe: {changed}"})
+    if benign:
+        message = "the recipe changed since the checkpoint: " + rundir.listed(benign)
         reporter.emit({"event": "note", "message": message})
     _restore(run, state, path)
     reporter.emit({"event": "note", "message": f"resumed from {path} (epoch {run.epoch}, step {run.step})"})
-    return path
+    return path, archived if problems else []
+
+
+def _run_changes(
+    subject: _Subject, recipe: Recipe, state: dict[str, Any], run_dir: Path
+) -> tuple[list[Problem], list[rundir.Change], list[str]]:
+    """How the network and recipe given now differ from the run's: (problems, located where they
+    are given now; recipe changes a resume may make (RESUMABLE_CHANGES); the run's files that the
+    differences leave out of date)."""
+    problems, stale = rundir.network_changes(run_dir, subject.spec, subject.source)
+    if subject.spec is None and subject.source is None and state.get("name") != subject.name:
+        problems.append(Problem(f"the run is of '{state.get('name')}', not '{subject.name}'", ("name",)))
+    changed, benign = rundir.recipe_changes(
+        state.get("recipe", {}), recipe.model_dump(mode="json"), subject.raw, RESUMABLE_CHANGES
+    )
+    return problems + changed, benign, stale + (["recipe.yaml"] if changed else [])
 
 
 def _train_epoch(
@@ -853,10 +944,11 @@ def model_from_checkpoint(
     *,
     ema: bool = False,
     map_location: Any = "cpu",
+    force: bool = False,
 ) -> tuple[nn.Module, Path, dict[str, Any]]:
     """The network of a spec (or of a model file: a ModelFile or a `.py` path) with a checkpoint's
     weights (its EMA weights with `ema`): (model, the file used, the checkpoint). `checkpoint` is a
-    file or a run directory (its newest usable checkpoint)."""
+    file or a run directory (its newest usable checkpoint). A spec must be the run's (`force`: any)."""
     if isinstance(spec, Spec):
         from ..torch_backend import build
 
@@ -865,7 +957,28 @@ def model_from_checkpoint(
         mf = spec if isinstance(spec, ModelFile) else read_model_file(spec)
         model, what = mf.build(), f"the network of '{mf.path}'"
     path, state = _load_weights(model, checkpoint, ema, map_location, what)
+    if isinstance(spec, Spec) and not force:
+        _check_run_spec(spec, path)
     return model, path, state
+
+
+def _check_run_spec(spec: Spec, checkpoint: Path) -> None:
+    """Weights of the same shapes read into other functions (tanh -> relu) load without an error:
+    a checkpoint of a run is read only with the run's spec (its spec.yaml, the recipe aside)."""
+    run_dir = rundir.run_dir_of(checkpoint)
+    saved = run_dir / "spec.yaml"
+    if not (saved.is_file() and rundir.is_run_dir(run_dir)):
+        return
+    problems = rundir.spec_changes(spec, saved)
+    if problems:
+        problems.append(
+            Problem(
+                f"'{checkpoint}' was trained with another network than the spec given (the run's is"
+                f" '{saved}'): its weights would be read into the wrong layers",
+                hint="give the run's spec.yaml, or --force to read them anyway",
+            )
+        )
+        raise RunDirError(problems)
 
 
 def _load_weights(
@@ -907,11 +1020,13 @@ def evaluate_checkpoint(
     batch_size: int | None = None,
     ema: bool = False,
     overrides: list[str] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Metrics (loss, top1, top5, n) of a checkpoint (a file, or a run directory: its newest usable
     checkpoint) of a spec or a model file (a `.py` path) on the validation split of `data` (default:
     the recipe's). `ema` evaluates the checkpoint's EMA weights. Adds `checkpoint` (the file used)
-    and `epoch` to the metrics."""
+    and `epoch` to the metrics. The checkpoint of a spec's run is read only with that spec (its
+    spec.yaml; the recipe may differ), unless `force`: a RunDirError names the fields that differ."""
     if isinstance(model_or_spec, nn.Module):
         raise TypeError("evaluate_checkpoint takes a spec (a Spec or a spec file) or a model file")
     dev = _device(device)
@@ -924,6 +1039,8 @@ def evaluate_checkpoint(
         assert subject.model is not None
         model, what = subject.model, f"the network of '{model_or_spec}'"
     path, state = _load_weights(model, checkpoint, ema, dev, what)
+    if subject.spec is not None and not force:
+        _check_run_spec(subject.spec, path)
     model = model.to(dev)
     split = _data_split(subject, recipe, data)
     val = _as_loader(split.val, batch_size or recipe.eval_batch_size or recipe.batch_size)
