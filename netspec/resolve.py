@@ -6,7 +6,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import Location, Problem, SpecError, SpecSyntaxError, clean_pydantic_errors, did_you_mean
 from .source import PosDict, PosList, locate, locate_key, parse_yaml, read_yaml_file
@@ -46,7 +46,7 @@ def read_with_extends(path: str | FsPath, chain: tuple[str, ...] = ()) -> Any:
         raise SpecSyntaxError(
             Problem("file is empty", location=Location(str(path), 1, 1), hint="write a spec")
         )
-    if not isinstance(tree, dict):
+    if not isinstance(tree, PosDict):  # the YAML reader's mapping
         raise SpecSyntaxError(
             Problem(
                 f"a spec is a mapping of fields (name, input, stem, ...), not a {_kind(tree)}",
@@ -119,7 +119,8 @@ def apply_override(tree: Any, parts: list[str | int], value: Any, text: str) -> 
                 part = str(part)
             if part not in node and not last:
                 node[part] = PosDict()
-                node.positions[part] = loc
+                if isinstance(node, PosDict):
+                    node.positions[part] = loc
         else:
             raise SpecSyntaxError(
                 Problem(f"override '{text}': '{here}' goes inside a {_kind(node)}, which has no fields")
@@ -171,8 +172,8 @@ def _field_hint(loc: tuple[Any, ...]) -> str | None:
     """'did you mean' against the fields of the model that owns loc[-1]."""
     from .spec import BlockDef, InitSpec, InputSpec, Limits
 
-    owners = {"input": InputSpec, "init": InitSpec, "limits": Limits}
-    model: type = Spec
+    owners: dict[str, type[BaseModel]] = {"input": InputSpec, "init": InitSpec, "limits": Limits}
+    model: type[BaseModel] = Spec
     if len(loc) >= 3 and loc[0] == "blocks":
         model = BlockDef
     elif len(loc) >= 2 and loc[0] in owners:
@@ -225,7 +226,7 @@ def resolved_spec_text(spec: Spec, input_size: int | tuple[int, int] | None = No
     tricks = data.pop("tricks", None) or []
     if size is not None:
         data.setdefault("input", {})["size"] = [size[0], size[1]]
-    from . import __version__
+    from ._version import __version__
     from .analysis import analyze
 
     header = f"# {spec.name}: resolved by netspec {__version__}"
