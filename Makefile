@@ -21,6 +21,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check netspec tests cli.py
 	$(BIN)/ruff format --check netspec tests cli.py
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: setup

@@ -1,5 +1,6 @@
 """netspec: a declarative YAML architecture compiler for convolutional networks."""
 
+from ._version import __version__ as __version__
 from .analysis import Analysis, analyze
 from .errors import Problem, SpecError, SpecShapeError, SpecSizeError, SpecSyntaxError
 from .export import ExportError, export_source
@@ -8,8 +9,6 @@ from .resolve import load_spec, loads_spec
 from .spec import Spec
 
 from . import train  # isort: skip  (the runner's package, callable: netspec.train(model, recipe))
-
-__version__ = "0.1.0"
 
 
 def build(spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: int | None = None):

@@ -149,7 +149,7 @@ class _Analyzer:
         if isinstance(node, AuxNode):
             return self.aux(node, f, depth)
         index = len(self.rows)
-        self.rows.append(None)  # type: ignore[arg-type]  # the container row goes first
+        self.rows.append(self.row(node, "", depth, _Totals(), f, False))  # first; its figures come below
         t = _Totals()
         if isinstance(node, SeqNode):
             out = self.seq(node.children, f, depth + 1, t)
@@ -181,7 +181,7 @@ class _Analyzer:
     def aux(self, node: AuxNode, f: Field, depth: int) -> tuple[_Totals, Field]:
         """Training-only side head: its parameters count; its eval-time cost is zero (fvcore's view)."""
         index = len(self.rows)
-        self.rows.append(None)  # type: ignore[arg-type]
+        self.rows.append(self.row(node, "aux", depth, _Totals(), f, False))  # first; its figures come below
         inner = _Totals()
         self.seq(node.children, f, depth + 1, inner)
         for row in self.rows[index + 1 :]:

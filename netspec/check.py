@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .analysis import Analysis, analyze
+from .layers import KINDS
 from .memory import check_memory, estimate
 from .spec import Spec
-
-TORCH_COUNTED = ("conv", "linear")  # the kinds FlopCounterMode counts (2 per multiply-add)
 
 
 @dataclass
@@ -128,7 +127,8 @@ def check_counts(spec: Spec, input_size: int | tuple[int, int] | None = None) ->
     for row in a.rows:
         if not row.is_layer:
             continue
-        expected = 2 * row.macs if row.kind in TORCH_COUNTED else 0
+        # FlopCounterMode counts convolutions and matrix products only (LayerKind.matmul)
+        expected = 2 * row.macs if KINDS[row.kind].matmul else 0
         checks.append(
             LayerCheck(
                 row.path,

@@ -701,13 +701,13 @@ def kinds() -> None:
     Example: `netspec kinds`
     """
     from .layers import KINDS
+    from .layers.composites import TABLE
 
     for name, kind in KINDS.items():
         fields = ", ".join(f for f in kind.Params.model_fields if f != "name")
         typer.echo(f"{name:18} {kind.doc}  [{fields}]")
-    typer.echo(f"{'sequential':18} A named sequence of layers.  [layers]")
-    typer.echo(f"{'parallel':18} Branches on one input, merged.  [branches, merge, after]")
-    typer.echo(f"{'residual':18} body + shortcut, merged.  [body, shortcut, merge, after]")
+    for composite in TABLE:
+        typer.echo(f"{composite.name:18} {composite.doc}  [{', '.join(composite.fields)}]")
 
 
 def _one_line_plugin_warnings() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .analysis import analyze
 from .errors import Problem, SpecError
 from .memory import check_memory, estimate
@@ -205,7 +205,7 @@ def _require_onnx() -> None:
 
 def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     n_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
-    common = {
+    common: dict[str, Any] = {
         "dynamo": True,
         "input_names": ["input"],
         "output_names": ["logits"],
@@ -213,7 +213,10 @@ def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         "verbose": False,
     }
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    attempts = [((example,), {"dynamic_shapes": ({0: batch},)}), ((example[:1],), {})]  # then static
+    attempts: list[tuple[tuple[torch.Tensor], dict[str, Any]]] = [
+        ((example,), {"dynamic_shapes": ({0: batch},)}),
+        ((example[:1],), {}),  # then static
+    ]
     for i, (args, extra) in enumerate(attempts):
         try:
             with warnings.catch_warnings(), redirect_stdout(io.StringIO()):

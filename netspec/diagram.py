@@ -2,7 +2,8 @@
 
 Stages and blocks are clusters; parallel branches fan out from one input and meet in a concat node;
 residual shortcuts are edges (dashed for identity) into an add node; every edge carries the shape of
-the tensor it moves (C x H x W). A conv followed by its batch norm and activation is one node.
+the tensor it moves (C x H x W). A conv followed by its batch norm and activation is one node (the
+kinds say which: LayerKind.unit_role); each layer's label is its kind's `describe`.
 `depth` draws containers deeper than that level as single nodes; `collapse` draws the repeated
 blocks of a stage (consecutive blocks of one kind) as one node labelled "xN".
 `render` calls the `dot` binary when it is installed.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
 from .layers import KINDS
-from .layers.activation import Activation
+from .layers.base import UnitRole
 from .lower import lower
 from .spec import Spec
 
@@ -37,14 +38,9 @@ def _shape(s: tuple[int, ...]) -> str:
     return "x".join(map(str, s))
 
 
-def _is_act(node: Node) -> bool:
-    return isinstance(node, LayerNode) and isinstance(KINDS.get(node.kind), Activation)
-
-
-def _is_block(node: Node) -> bool:
-    return isinstance(node, (ResidualNode, ParallelNode)) or (
-        isinstance(node, SeqNode) and node.role == "block"
-    )
+def _role(node: Node) -> UnitRole | None:
+    """The node's place in a conv -> norm -> act unit (LayerKind.unit_role), None for other nodes."""
+    return KINDS[node.kind].unit_role if isinstance(node, LayerNode) else None
 
 
 def _block_key(node: Node) -> tuple:
@@ -52,16 +48,7 @@ def _block_key(node: Node) -> tuple:
 
 
 def _layer_desc(node: LayerNode) -> str:
-    w = node.window
-    if node.kind in ("conv", "maxpool", "avgpool") and not w.is_global:
-        k = w.kernel[0] if w.kernel[0] == w.kernel[1] else f"{w.kernel[0]}x{w.kernel[1]}"
-        k = f"{k}x{k}" if isinstance(k, int) else k
-        s = w.stride[0] if w.stride[0] == w.stride[1] else f"{w.stride[0]}x{w.stride[1]}"
-        desc = f"{node.kind} {k}" + (f" /{s}" if s != 1 else "")
-        return f"{desc}, {node.out_shape[0]}" if node.kind == "conv" else desc
-    if w.is_global:
-        return f"global {node.kind}"
-    return node.kind
+    return KINDS[node.kind].describe(node.params, node.in_shape, node.out_shape)
 
 
 class _Writer:
@@ -109,19 +96,19 @@ class _Writer:
         i = 0
         while i < len(nodes):
             node = nodes[i]
-            if isinstance(node, LayerNode) and node.kind == "conv":
+            if _role(node) is UnitRole.CONV:
                 j = i + 1
-                if j < len(nodes) and isinstance(nodes[j], LayerNode) and nodes[j].kind == "batchnorm":
+                if j < len(nodes) and _role(nodes[j]) is UnitRole.NORM:
                     j += 1
-                if j < len(nodes) and _is_act(nodes[j]):
+                if j < len(nodes) and _role(nodes[j]) is UnitRole.ACT:
                     j += 1
                 if j > i + 1:
                     inputs = self.fused(nodes[i:j], inputs)
                     i = j
                     continue
-            if self.collapse and _is_block(node):
+            if self.collapse and node.is_block:
                 j = i + 1
-                while j < len(nodes) and _is_block(nodes[j]) and _block_key(nodes[j]) == _block_key(node):
+                while j < len(nodes) and nodes[j].is_block and _block_key(nodes[j]) == _block_key(node):
                     j += 1
                 if j - i > 1:
                     inputs = self.collapsed(nodes[i:j], inputs)
@@ -132,9 +119,9 @@ class _Writer:
         return inputs
 
     def fused(self, group: list[Node], inputs: list[Port]) -> list[Port]:
-        conv = group[0]
+        conv, *rest_nodes = group
         assert isinstance(conv, LayerNode)
-        rest = " + ".join("bn" if n.kind == "batchnorm" else n.kind for n in group[1:])  # type: ignore[attr-defined]
+        rest = " + ".join(KINDS[n.kind].prefix for n in rest_nodes if isinstance(n, LayerNode))  # bn + relu
         label = f"{conv.path}\n{_layer_desc(conv)}\n+ {rest}"
         nid = self.new_node(label, shape="box", style='"rounded,filled"', fillcolor='"#dbe8f7"')
         self.connect(inputs, nid)

@@ -28,6 +28,13 @@ class RowChange:
     b: Row | None
     fields: list[str] = field(default_factory=list)  # which of ROW_FIELDS differ ("changed" only)
 
+    @property
+    def row(self) -> Row:
+        """A's row, or B's for an added one (a change always has one of them)."""
+        row = self.a or self.b
+        assert row is not None
+        return row
+
     def to_json(self) -> dict[str, Any]:
         def side(r: Row | None) -> dict[str, Any] | None:
             if r is None:
@@ -215,16 +222,16 @@ def _rel(r: float | None) -> str:
 
 
 def _visible(d: SpecDiff, depth: int | None) -> list[RowChange]:
-    return [c for c in d.rows if depth is None or (c.a or c.b).depth <= depth]  # type: ignore[union-attr]
+    return [c for c in d.rows if depth is None or c.row.depth <= depth]
 
 
 def _row_cells(c: RowChange) -> list[str]:
     ra, rb = c.a, c.b
-    kind = (ra or rb).kind if not (ra and rb and ra.kind != rb.kind) else f"{ra.kind} -> {rb.kind}"  # type: ignore[union-attr]
+    kind = f"{ra.kind} -> {rb.kind}" if ra and rb and ra.kind != rb.kind else c.row.kind
     shape = (
         f"{_shape(ra.output_shape)} -> {_shape(rb.output_shape)}"
         if ra and rb and ra.output_shape != rb.output_shape
-        else _shape((ra or rb).output_shape)  # type: ignore[union-attr]
+        else _shape(c.row.output_shape)
     )
     dp = (rb.params if rb else 0) - (ra.params if ra else 0)
     dm = (rb.macs if rb else 0) - (ra.macs if ra else 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,18 +100,18 @@ def _is_tag(part: object) -> bool:
     )
 
 
-def _substantive(err: dict[str, Any]) -> bool:
+def _substantive(err: Mapping[str, Any]) -> bool:
     """An error about the value itself, not about its type not matching one union member."""
     kind = str(err.get("type", ""))
     return not (kind.endswith(("_type", "_parsing")) or kind == "literal_error")
 
 
-def clean_pydantic_errors(errors: Sequence[dict[str, Any]]) -> list[tuple[Path, dict[str, Any]]]:
+def clean_pydantic_errors(errors: Sequence[Mapping[str, Any]]) -> list[tuple[Path, Mapping[str, Any]]]:
     """pydantic's errors as (spec path, error): union-member tags are dropped from the paths and, of a
     union's members, only the one that fits the value best is kept, so one mistake gives one line
     (`stride: 0` says "must be >= 1", not that as well as "should be a valid tuple")."""
-    kept: list[tuple[int, Path, dict[str, Any]]] = []
-    unions: dict[Path, dict[str, list[tuple[int, Path, dict[str, Any], int]]]] = {}
+    kept: list[tuple[int, Path, Mapping[str, Any]]] = []
+    unions: dict[Path, dict[str, list[tuple[int, Path, Mapping[str, Any], int]]]] = {}
     for i, err in enumerate(errors):
         loc = tuple(err.get("loc", ()))
         clean = tuple(p for p in loc if not _is_tag(p))
@@ -122,7 +122,7 @@ def clean_pydantic_errors(errors: Sequence[dict[str, Any]]) -> list[tuple[Path, 
             member = unions.setdefault(loc[:cut], {}).setdefault(str(loc[cut]), [])
             member.append((i, clean, err, len(loc) - cut))
 
-    def fit(errs: list[tuple[int, Path, dict[str, Any], int]]) -> tuple[bool, int]:
+    def fit(errs: list[tuple[int, Path, Mapping[str, Any], int]]) -> tuple[bool, int]:
         return (any(_substantive(e) for _, _, e, _ in errs), max(d for *_, d in errs))
 
     for members in unions.values():

@@ -1,6 +1,8 @@
 """The intermediate representation: a tree of named nodes with inferred shapes.
 
-Every backend (analysis, torch, source) reads this tree; none re-derives a shape.
+Every backend (analysis, torch, source) reads this tree; none re-derives a shape or re-reads the spec:
+what a backend needs beyond shapes (the `${name}` bindings of a layer's values, block boundaries, a
+stage's repeats, each layer's weight init) is recorded here by lowering.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ class Node:
     out_shape: Shape
     src: tuple[str | int, ...]  # where in the spec it came from (for errors and reports)
     section: str  # "stem", a stage name, or "head"
+    # (keyword-only fields: the positional constructors above stay as they are)
+    # spec parameter -> the `${name}` the spec wrote for it, where the value was exactly `${name}`
+    # (`conv: {out: "${width}"}` -> {"out": "width"}): the exporter's argument names
+    bindings: dict[str, str] = field(default_factory=dict, kw_only=True)
+    # a block written in place (an inline `residual`, `parallel` or `sequential`), not a `blocks:` entry
+    inline: bool = field(default=False, kw_only=True)
+    # (index, depth) of one block of a `{block: ..., depth: N}` stage
+    repeat: tuple[int, int] | None = field(default=None, kw_only=True)
+
+    @property
+    def is_block(self) -> bool:
+        """An instance of a block: a `blocks:` entry or an inline `residual`/`parallel`/`sequential`."""
+        return False
 
 
 @dataclass
@@ -30,6 +45,9 @@ class LayerNode(Node):
     window: Window = field(default_factory=Window)
     inplace: bool = False  # safe to compute in place (its input is not read elsewhere)
     zero_init: bool = False  # BN that closes a residual branch (zero-gamma)
+    # the weight-init scheme: the layer's own `init:`, else the spec's `init:` default for its kind
+    # (LayerKind.init_default); "default" keeps PyTorch's own initialisation
+    init: str = "default"
 
 
 @dataclass
@@ -37,6 +55,10 @@ class SeqNode(Node):
     children: list[Node] = field(default_factory=list)
     role: Literal["model", "features", "stage", "sequential", "branch", "block", "shortcut"] = "sequential"
     block: str | None = None  # the block kind when role == "block"
+
+    @property
+    def is_block(self) -> bool:
+        return self.role == "block"
 
 
 @dataclass
@@ -50,6 +72,18 @@ class ResidualNode(Node):
     after: list[Node] = field(default_factory=list)
     merge_flops: int = 0
 
+    @property
+    def is_block(self) -> bool:
+        return True
+
+    @property
+    def merges_in_place(self) -> bool:
+        """`out += shortcut`: an add after a body whose last layer's output autograd does not keep."""
+        from .layers import KINDS
+
+        last = self.body[-1] if self.body else None
+        return self.merge == "add" and isinstance(last, LayerNode) and KINDS[last.kind].overwritable_output
+
 
 @dataclass
 class ParallelNode(Node):
@@ -60,6 +94,10 @@ class ParallelNode(Node):
     merge: Literal["add", "concat"] = "concat"
     after: list[Node] = field(default_factory=list)
     merge_flops: int = 0
+
+    @property
+    def is_block(self) -> bool:
+        return True
 
 
 @dataclass

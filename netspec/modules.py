@@ -3,7 +3,9 @@ over constant structure (no graph interpretation), so TorchScript, torch.compile
 torch.export and FX all see plain code.
 
 Blocks subclass nn.Sequential so that their body layers are direct children: `layer1.0.conv1` as in
-torchvision, and iteration over `self` is understood by TorchScript.
+torchvision, and iteration over `self` is understood by TorchScript. Their own settings live in
+`__dunder__` attributes: a spec may not name a module `__...` (layers/base.py), so every other
+identifier (`merge`, `block`, `n_body`, ...) stays free for the user's layers.
 """
 
 from __future__ import annotations
@@ -29,16 +31,16 @@ class AuxNetwork(nn.Sequential):
     `(logits, [aux logits in network order])`, which the training runner weighs into the loss.
     """
 
-    __constants__ = ["aux_indices"]
+    __constants__ = ["__aux_indices__"]
 
     def __init__(self, layers: OrderedDict[str, nn.Module], aux_indices: list[int]):
         super().__init__(layers)
-        self.aux_indices = list(aux_indices)
+        self.__aux_indices__ = list(aux_indices)
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]] | Tensor:
         aux: list[Tensor] = []
         for i, layer in enumerate(self):
-            if i in self.aux_indices:
+            if i in self.__aux_indices__:
                 if self.training:
                     aux.append(layer(x))
             else:
@@ -55,7 +57,7 @@ class Residual(nn.Sequential):
     `concat` puts the shortcut first (DenseNet's [x, new features]); `mul` gates (squeeze-excite).
     """
 
-    __constants__ = ["n_body", "n_before_merge", "merge", "inplace_merge"]
+    __constants__ = ["__n_body__", "__n_before_merge__", "__merge__", "__inplace_merge__"]
 
     def __init__(
         self,
@@ -67,39 +69,39 @@ class Residual(nn.Sequential):
         inplace_merge: bool = False,
     ):
         super().__init__(OrderedDict([*body, *([shortcut] if shortcut else []), *after]))
-        self.n_body = len(body)
-        self.n_before_merge = len(body) + (1 if shortcut else 0)
-        self.merge = _MERGES[merge]
-        self.inplace_merge = inplace_merge  # the body's last output is not needed by autograd
-        self.block = block
+        self.__n_body__ = len(body)
+        self.__n_before_merge__ = len(body) + (1 if shortcut else 0)
+        self.__merge__ = _MERGES[merge]
+        self.__inplace_merge__ = inplace_merge  # the body's last output is not needed by autograd
+        self.__block__ = block
 
     def forward(self, x: Tensor) -> Tensor:
         out = x
         shortcut = x
         for i, layer in enumerate(self):
-            if i < self.n_body:
+            if i < self.__n_body__:
                 out = layer(out)
-            elif i < self.n_before_merge:
+            elif i < self.__n_before_merge__:
                 shortcut = layer(x)
-        if self.merge == 0:  # add
-            out = out.add_(shortcut) if self.inplace_merge else out + shortcut
-        elif self.merge == 1:  # concat
+        if self.__merge__ == 0:  # add
+            out = out.add_(shortcut) if self.__inplace_merge__ else out + shortcut
+        elif self.__merge__ == 1:  # concat
             out = torch.cat([shortcut, out], 1)
         else:
             out = out * shortcut
         for i, layer in enumerate(self):
-            if i >= self.n_before_merge:
+            if i >= self.__n_before_merge__:
                 out = layer(out)
         return out
 
     def extra_repr(self) -> str:
-        return f"block={self.block!r}, merge={['add', 'concat', 'mul'][self.merge]!r}"
+        return f"block={self.__block__!r}, merge={['add', 'concat', 'mul'][self.__merge__]!r}"
 
 
 class Parallel(nn.Sequential):
     """Branches on the same input, concatenated on channels (Inception) or added, then `after`."""
 
-    __constants__ = ["n_branches", "merge"]
+    __constants__ = ["__n_branches__", "__merge__"]
 
     def __init__(
         self,
@@ -109,34 +111,37 @@ class Parallel(nn.Sequential):
         block: str = "",
     ):
         super().__init__(OrderedDict([*branches, *after]))
-        self.n_branches = len(branches)
-        self.merge = _MERGES[merge]
-        self.block = block
+        self.__n_branches__ = len(branches)
+        self.__merge__ = _MERGES[merge]
+        self.__block__ = block
 
     def forward(self, x: Tensor) -> Tensor:
         outs: list[Tensor] = []
         for i, layer in enumerate(self):
-            if i < self.n_branches:
+            if i < self.__n_branches__:
                 outs.append(layer(x))
-        if self.merge == 1:  # concat
+        if self.__merge__ == 1:  # concat
             out = torch.cat(outs, 1)
         else:
             out = outs[0]
             for o in outs[1:]:
                 out = out + o
         for i, layer in enumerate(self):
-            if i >= self.n_branches:
+            if i >= self.__n_branches__:
                 out = layer(out)
         return out
 
     def extra_repr(self) -> str:
-        return f"block={self.block!r}, merge={['add', 'concat', 'mul'][self.merge]!r}"
+        return f"block={self.__block__!r}, merge={['add', 'concat', 'mul'][self.__merge__]!r}"
 
 
+# The module of the `channel_pad` kind (layers/misc.py), which ships this class's source to every
+# exported file that uses it: so it uses only torch, nn, F and Tensor, and keeps its constructor
+# arguments as attributes of the same name.
 class ChannelPad(nn.Module):
     """ResNet's option-A shortcut: subsample spatially, append zero channels."""
 
-    def __init__(self, extra_channels: int, stride: int):
+    def __init__(self, extra_channels: int, stride: int) -> None:
         super().__init__()
         self.extra_channels = extra_channels
         self.stride = stride

@@ -67,13 +67,14 @@ class ScalePoint:
         return d
 
 
-def scaling_sizes(natural: tuple[int, int]) -> list[tuple[int, int]]:
-    """5/7, 1 and 10/7 of the natural size, rounded to multiples of 8: 160, 224, 320 for 224."""
+def scaling_sizes(natural: tuple[int, ...]) -> list[tuple[int, int]]:
+    """5/7, 1 and 10/7 of the natural size (H, W), rounded to multiples of 8: 160, 224, 320 for 224."""
+    h, w = natural
 
     def at(n: int, f: float) -> int:
         return max(8, round(n * f / 8) * 8)
 
-    return [(at(natural[0], f), at(natural[1], f)) if f != 1 else natural for f in (5 / 7, 1, 10 / 7)]
+    return [(at(h, f), at(w, f)) if f != 1 else (h, w) for f in (5 / 7, 1, 10 / 7)]
 
 
 def scaling(spec: Any, sizes: list[tuple[int, int]]) -> list[ScalePoint]:

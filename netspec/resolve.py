@@ -8,7 +8,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import Location, Problem, SpecError, SpecSyntaxError, clean_pydantic_errors, did_you_mean
 from .source import (
@@ -70,7 +70,7 @@ def _read_chain(
     tree = parse_yaml(file.text, file.name, budget)
     if tree is None:  # a document with no content (`---`, `~`)
         raise SpecSyntaxError(Problem("file is empty", location=Location(path, 1, 1), hint="write a spec"))
-    if not isinstance(tree, dict):
+    if not isinstance(tree, PosDict):  # the YAML reader's mapping
         raise SpecSyntaxError(
             Problem(
                 f"a spec is a mapping of fields (name, input, stem, ...), not a {_kind(tree)}",
@@ -249,8 +249,8 @@ def _field_hint(loc: tuple[Any, ...]) -> str | None:
     """'did you mean' against the fields of the model that owns loc[-1]."""
     from .spec import BlockDef, InitSpec, InputSpec, Limits
 
-    owners = {"input": InputSpec, "init": InitSpec, "limits": Limits}
-    model: type = Spec
+    owners: dict[str, type[BaseModel]] = {"input": InputSpec, "init": InitSpec, "limits": Limits}
+    model: type[BaseModel] = Spec
     if len(loc) >= 3 and loc[0] == "blocks":
         model = BlockDef
     elif len(loc) >= 2 and loc[0] in owners:
@@ -320,7 +320,7 @@ def resolved_spec_text(spec: Spec, input_size: int | tuple[int, int] | None = No
     tricks = data.pop("tricks", None) or []
     if size is not None:
         data.setdefault("input", {})["size"] = [size[0], size[1]]
-    from . import __version__
+    from ._version import __version__
     from .analysis import analyze
 
     header = f"# {spec.name}: resolved by netspec {__version__}"

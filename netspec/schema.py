@@ -11,25 +11,25 @@ import json
 from typing import Any
 
 from .layers import KINDS
+from .layers.composites import TABLE, Composite
 from .spec import BlockDef, Spec, StageSpec
 
-_COMPOSITES = {
-    "sequential": {"name": {"type": "string"}, "layers": {"$ref": "#/$defs/Layers"}},
-    "parallel": {
-        "name": {"type": "string"},
-        "branches": {"type": "array", "items": {"$ref": "#/$defs/Layers"}},
-        "merge": {"enum": ["concat", "add"]},
-        "after": {"$ref": "#/$defs/Layers"},
-    },
-    "residual": {
-        "name": {"type": "string"},
-        "body": {"$ref": "#/$defs/Layers"},
-        "shortcut": {},
-        "merge": {"enum": ["add", "concat", "mul"]},
-        "after": {"$ref": "#/$defs/Layers"},
-    },
-    "aux": {"name": {"type": "string"}, "layers": {"$ref": "#/$defs/Layers"}},
+# the JSON schema of each field a composite item takes (netspec/layers/composites.py lists which)
+_COMPOSITE_FIELDS: dict[str, dict[str, Any]] = {
+    "layers": {"$ref": "#/$defs/Layers"},
+    "body": {"$ref": "#/$defs/Layers"},
+    "branches": {"type": "array", "items": {"$ref": "#/$defs/Layers"}},
+    "shortcut": {},
+    "after": {"$ref": "#/$defs/Layers"},
 }
+
+
+def _composite_schema(composite: Composite) -> dict[str, Any]:
+    props: dict[str, Any] = {"name": {"type": "string"}}
+    for field in composite.fields:
+        props[field] = {"enum": list(composite.merges)} if field == "merge" else _COMPOSITE_FIELDS[field]
+    props["when"] = {"description": "omit this item when the expression is false"}
+    return {"type": "object", "properties": props, "additionalProperties": False}
 
 
 def _kind_schema(kind: str) -> dict[str, Any]:
@@ -40,16 +40,15 @@ def _kind_schema(kind: str) -> dict[str, Any]:
     props["when"] = {"description": "omit this layer when the expression is false"}
     params = {"type": "object", "properties": props, "additionalProperties": False}
     value: dict[str, Any] = {"anyOf": [params, {"type": "null"}]}
-    if layer.shorthand or kind == "avgpool":
+    if layer.shorthand:
         value["anyOf"].append({"type": ["number", "string", "array"]})
     return {"description": layer.doc, **value}
 
 
 def layer_item_schema() -> dict[str, Any]:
     kinds = {k: _kind_schema(k) for k in KINDS}
-    when = {"description": "omit this item when the expression is false"}
-    for name, props in _COMPOSITES.items():
-        kinds[name] = {"type": "object", "properties": {**props, "when": when}, "additionalProperties": False}
+    for composite in TABLE:
+        kinds[composite.name] = _composite_schema(composite)
     return {
         "anyOf": [
             {"type": "string", "description": "a layer kind without parameters, e.g. relu"},

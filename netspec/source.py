@@ -92,12 +92,14 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self.file = file
         self._depth = 0
+        # id(mapping node) -> ids of the keys written in that mapping itself (see flatten_mapping)
+        self.own_keys: dict[int, set[int]] = {}
 
     def flatten_mapping(self, node: MappingNode) -> None:
         # remember the keys written in this mapping itself before `<<` merges add inherited ones
         # (flattening mutates the node, also when it is merged into another mapping)
-        if not hasattr(node, "own_keys"):
-            node.own_keys = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}  # type: ignore[attr-defined]
+        if id(node) not in self.own_keys:  # the document's nodes live until it is constructed
+            self.own_keys[id(node)] = {id(k) for k, _ in node.value if k.tag != _MERGE_TAG}
         super().flatten_mapping(node)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
@@ -151,7 +153,10 @@ def _expanded_size(node: Node, memo: dict[int, int], file: str, limit: int = MAX
     return size
 
 
-_PLAIN_TAGS = {SequenceNode: "tag:yaml.org,2002:seq", MappingNode: "tag:yaml.org,2002:map"}
+_PLAIN_TAGS: dict[type[Node], str] = {
+    SequenceNode: "tag:yaml.org,2002:seq",
+    MappingNode: "tag:yaml.org,2002:map",
+}
 
 
 _INT_TAG = "tag:yaml.org,2002:int"
@@ -198,7 +203,7 @@ def _construct(node: Node, loader: _Loader, file: str) -> Any:
         return PosList.of(children, _loc(file, node))
     if isinstance(node, MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<): inherited entries come first
-        own_keys = getattr(node, "own_keys", set())
+        own_keys = loader.own_keys.get(id(node), set())
         written: set[Any] = set()  # keys written in this mapping (not inherited through `<<`)
         out_map = PosDict()
         out_map.location = _loc(file, node)

@@ -1,4 +1,8 @@
-"""The torch backend: IR -> plain nn.Module, then weight initialisation as the spec says.
+"""The torch backend: IR -> plain nn.Module, then weight initialisation as the IR records it.
+
+Every layer is its kind's `module_call` instantiated, and initialised by its kind's `init_steps`
+(netspec/layers/call.py): the same descriptions `netspec export` writes as code, so an exported file
+builds this module, weights included.
 
 (Named torch_backend, not build, so that importing it never shadows the function `netspec.build`.)
 """
@@ -6,6 +10,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from contextlib import nullcontext
 
 import torch
@@ -14,32 +19,28 @@ from torch import nn
 from .analysis import analyze_ir
 from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, layers
 from .layers import KINDS
-from .layers.activation import Activation
 from .lower import lower
 from .memory import check_memory, estimate
 from .modules import AuxNetwork, Network, Parallel, Residual
-from .spec import InitSpec, Spec
-
-# layers whose output autograd does not keep: a residual add may then write into it
-_SAFE_TO_OVERWRITE = {"batchnorm", "conv", "linear"}
+from .spec import Spec
 
 
 def module_for(node: Node) -> nn.Module:
     if isinstance(node, LayerNode):
         kind = KINDS[node.kind]
-        if isinstance(kind, Activation):
-            return kind.build(node.params, node.in_shape, node.out_shape, inplace=node.inplace)
+        if (
+            node.inplace
+        ):  # only where lowering found the kind `inplace_ok` (a plug-in's build may not take it)
+            return kind.build(node.params, node.in_shape, node.out_shape, inplace=True)
         return kind.build(node.params, node.in_shape, node.out_shape)
     if isinstance(node, ResidualNode):
-        last = node.body[-1] if node.body else None
-        inplace = isinstance(last, LayerNode) and last.kind in _SAFE_TO_OVERWRITE
         return Residual(
             _named(node.body),
             (node.shortcut.name, module_for(node.shortcut)) if node.shortcut else None,
             node.merge,
             _named(node.after),
             node.block,
-            inplace_merge=inplace and node.merge == "add",
+            inplace_merge=node.merges_in_place,
         )
     if isinstance(node, ParallelNode):
         return Parallel(_named(node.branches), node.merge, _named(node.after), node.block)
@@ -55,43 +56,18 @@ def module_for(node: Node) -> nn.Module:
     raise TypeError(f"no module for {type(node).__name__}")
 
 
-def _named(nodes: list[Node]) -> list[tuple[str, nn.Module]]:
+def _named(nodes: Sequence[Node]) -> list[tuple[str, nn.Module]]:
     return [(n.name, module_for(n)) for n in nodes]
 
 
-def init_weights(model: nn.Module, root: SeqNode, init: InitSpec) -> None:
-    """torchvision's scheme by default: Kaiming-normal (fan_out) convs, BN gamma 1 / beta 0."""
+def init_weights(model: nn.Module, root: SeqNode) -> None:
+    """Each layer's init steps, in network order (the order the RNG is drawn in)."""
     for node in layers(root):
-        m = model.get_submodule(node.path)
-        if isinstance(m, nn.Conv2d):
-            scheme = node.params.init if node.params.init != "default" else init.conv
-            _init_weight(m, scheme)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) and m.affine:
-            nn.init.constant_(m.weight, 0.0 if node.zero_init or node.params.zero_init else 1.0)
-            nn.init.constant_(m.bias, 0.0)
-        elif isinstance(m, nn.Linear):
-            scheme = node.params.init if node.params.init != "default" else init.linear
-            _init_weight(m, scheme)
-
-
-def _init_weight(m: nn.Conv2d | nn.Linear, scheme: str) -> None:
-    if scheme == "default":
-        return  # PyTorch's own reset_parameters()
-    w = m.weight
-    if scheme == "kaiming_normal":
-        nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
-    elif scheme == "kaiming_uniform":
-        nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="relu")
-    elif scheme == "xavier_normal":
-        nn.init.xavier_normal_(w)
-    elif scheme == "xavier_uniform":
-        nn.init.xavier_uniform_(w)
-    elif scheme == "normal":
-        nn.init.normal_(w, 0.0, 0.01)
-    elif scheme == "zeros":
-        nn.init.zeros_(w)
-    if m.bias is not None:
-        nn.init.zeros_(m.bias)
+        steps = KINDS[node.kind].init_steps(node.params, node.init, node.zero_init)
+        if steps:
+            module = model.get_submodule(node.path)
+            for step in steps:
+                step.apply(module)
 
 
 def build(
@@ -101,11 +77,15 @@ def build(
     size = (input_size, input_size) if isinstance(input_size, int) else input_size
     root = lower(spec, size)
     check_memory(spec, estimate(analyze_ir(root, spec.name), "building the module"))  # before allocating
-    seed = seed if seed is not None else spec.init.seed
+    return build_ir(root, seed if seed is not None else spec.init.seed)
+
+
+def build_ir(root: SeqNode, seed: int | None = None) -> nn.Module:
+    """The module of a lowered spec, initialised; with a seed, from that seed (the global RNG is kept)."""
     rng = torch.random.fork_rng(devices=[]) if seed is not None else nullcontext()
     with rng:
         if seed is not None:
             torch.manual_seed(seed)
         model = module_for(root)
-        init_weights(model, root, spec.init)
+        init_weights(model, root)
     return model

@@ -10,20 +10,19 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import Problem, SpecError, did_you_mean
+from .layers.conv import Conv
 from .source import PosDict, PosList, locate
+
+# the tricks rewrite conv items of the raw tree (`- conv: {...}`), before any layer is validated
+_CONV = Conv.name
 
 
 def _conv_items(items: Any) -> list[tuple[int, dict[str, Any]]]:
     out = []
     if isinstance(items, list):
         for i, item in enumerate(items):
-            if (
-                isinstance(item, dict)
-                and len(item) == 1
-                and "conv" in item
-                and isinstance(item["conv"], dict)
-            ):
-                out.append((i, item["conv"]))
+            if isinstance(item, dict) and len(item) == 1 and isinstance(item.get(_CONV), dict):
+                out.append((i, item[_CONV]))
     return out
 
 
@@ -68,7 +67,7 @@ def resnet_c(tree: dict[str, Any]) -> str | None:
     stem = tree.get("stem")
     convs = _conv_items(stem)
     found = next(((i, c) for i, c in convs if _kernel(c) == 7), None)
-    if found is None:
+    if found is None or not isinstance(stem, list):
         return "resnet_c needs a 7x7 conv in the stem"
     i, conv = found
     out = conv.get("out", 64)
@@ -77,15 +76,13 @@ def resnet_c(tree: dict[str, Any]) -> str | None:
     replacement = []
     for width, stride in [(half, conv.get("stride", 1)), (half, 1), (out, 1)]:
         layer = PosDict({**common, "out": width, "kernel": 3, "stride": stride})
-        replacement.append(PosDict({"conv": layer}))
+        replacement.append(PosDict({_CONV: layer}))
     old_positions = dict(getattr(stem, "positions", {}))
     stem[i : i + 1] = replacement
     if isinstance(stem, PosList):
         # items after the replaced conv moved down by two; the new convs point at the old one
-        stem.positions = {
-            k: old_positions.get(k if k < i else (i if k < i + 3 else k - 2)) for k in range(len(stem))
-        }
-        stem.positions = {k: v for k, v in stem.positions.items() if v is not None}
+        moved = {k: old_positions.get(k if k < i else (i if k < i + 3 else k - 2)) for k in range(len(stem))}
+        stem.positions = {k: v for k, v in moved.items() if v is not None}
     return None
 
 

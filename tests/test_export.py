@@ -441,8 +441,27 @@ blocks:
     body: [conv: {{out: "${{{param}}}", kernel: 1}}, relu]
 """
 
-ALLOWED_CALLS = {"super", "range", "print", "tuple", "str", "build_model", "_sequential", "model"}
-ALLOWED_DOTTED = {"torch.cat", "torch.randn", "torch.no_grad", "F.pad", "sequential.add_module", "aux.append"}
+ALLOWED_CALLS = {
+    "super",
+    "range",
+    "print",
+    "tuple",
+    "str",
+    "isinstance",
+    "build_model",
+    "_sequential",
+    "model",
+}
+ALLOWED_DOTTED = {
+    "torch.cat",
+    "torch.randn",
+    "torch.no_grad",
+    "torch.manual_seed",
+    "torch.random.fork_rng",
+    "F.pad",
+    "sequential.add_module",
+    "aux.append",
+}
 FORBIDDEN_NAMES = {
     "__import__",
     "eval",
@@ -486,6 +505,7 @@ def assert_safe(source: str) -> ast.Module:
                 or re.fullmatch(r"layers\d*\.(append|add_module)", name)
                 or name in ("super().__init__", "build_model().eval")
                 or (name.startswith("nn.") and isinstance(getattr(torch.nn, name[3:], None), type))
+                or (name.startswith("nn.init.") and callable(getattr(torch.nn.init, name[8:], None)))
             )
             assert ok, f"unexpected call {name}"
         elif isinstance(node, ast.Name):

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from .base import Cost, LayerKind, LayerParams, Shape, numel
+from .base import Cost, LayerKind, LayerParams, Shape, UnitRole, numel
+from .call import Arg, Call
 
 
 class ActParams(LayerParams):
@@ -19,22 +20,20 @@ class LeakyParams(LayerParams):
 
 class Activation(LayerKind):
     Params = ActParams
-    torch_name: str = ""
-    inplace_ok: bool = True  # the torch module takes `inplace`
+    torch_name: str = ""  # the torch.nn class
+    inplace_ok = True  # the torch module takes `inplace`
+    unit_role = UnitRole.ACT
 
     def cost(self, p: Any, x: Shape, y: Shape) -> Cost:
         return Cost(flops=numel(y))
 
-    def build(self, p: Any, x: Shape, y: Shape, inplace: bool = False) -> Any:
-        from torch import nn
-
-        cls = getattr(nn, self.torch_name)
-        kwargs: dict[str, Any] = {}
+    def module_call(self, p: Any, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        args = []
         if isinstance(p, LeakyParams):
-            kwargs["negative_slope"] = p.negative_slope
-        if self.inplace_ok and inplace:
-            kwargs["inplace"] = True
-        return cls(**kwargs)
+            args.append(Arg("negative_slope", float(p.negative_slope), default=0.01, field="negative_slope"))
+        if self.inplace_ok:
+            args.append(Arg("inplace", bool(inplace), default=False))
+        return Call(f"nn.{self.torch_name}", tuple(args))
 
 
 def _act(kind: str, torch_name: str, inplace_ok: bool = True, params: type = ActParams) -> Activation:

@@ -1,7 +1,8 @@
 """The contract every layer kind fulfils, side by side in one place (the fvcore handle-registry shape).
 
 A kind has: a Pydantic parameter model, a shape rule, a cost rule (params, MACs, FLOPs in the fvcore
-convention), a receptive-field rule and a PyTorch builder. Analysis never imports torch; builders do.
+convention), a receptive-field rule, and its module described once as a call (call.py) that the torch
+backend instantiates and the exporter writes. Analysis never imports torch; builders do.
 """
 
 from __future__ import annotations
@@ -9,23 +10,66 @@ from __future__ import annotations
 import keyword
 import re
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+
+from .call import Call, InitStep, read_back
 
 if TYPE_CHECKING:
     from torch import nn
 
 Shape = tuple[int, ...]  # without the batch dimension: (C, H, W) for maps, (F,) for vectors
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# An identifier as netspec accepts one for a module, class or argument name (fullmatch: `$` would let
+# a trailing newline through). The one definition; plugins.py and export/ use it.
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
-# Attribute names of torch.nn.Module: a child module with one of these names would shadow a method.
-# tests/test_layers.py checks this list against the installed torch.
+# Attributes of a torch.nn.Sequential (the container of every compiled block and stage; its attributes
+# include every nn.Module's, public and private): torch refuses a child module of one of these names
+# (`add_module` raises), so validation refuses them first, with a located error. Names that start with
+# `__` are refused too; netspec's own container modules keep their settings in `__dunder__` attributes,
+# so no other identifier a user writes can collide with them. tests/test_names.py checks this set
+# against the installed torch.
 RESERVED_NAMES = frozenset(
     [
         "T_destination",
+        "_apply",
+        "_backward_hooks",
+        "_backward_pre_hooks",
+        "_buffers",
+        "_call_impl",
+        "_compiled_call_impl",
+        "_forward_hooks",
+        "_forward_hooks_always_called",
+        "_forward_hooks_with_kwargs",
+        "_forward_pre_hooks",
+        "_forward_pre_hooks_with_kwargs",
+        "_get_backward_hooks",
+        "_get_backward_pre_hooks",
+        "_get_item_by_idx",
+        "_get_name",
+        "_is_full_backward_hook",
+        "_load_from_state_dict",
+        "_load_state_dict_post_hooks",
+        "_load_state_dict_pre_hooks",
+        "_maybe_warn_non_full_backward_hook",
+        "_modules",
+        "_named_members",
+        "_non_persistent_buffers_set",
+        "_parameters",
+        "_register_load_state_dict_pre_hook",
+        "_register_state_dict_hook",
+        "_replicate_for_data_parallel",
+        "_save_to_state_dict",
+        "_slow_forward",
+        "_state_dict_hooks",
+        "_state_dict_pre_hooks",
+        "_version",
+        "_wrapped_call_impl",
         "add_module",
+        "append",
         "apply",
         "bfloat16",
         "buffers",
@@ -37,6 +81,7 @@ RESERVED_NAMES = frozenset(
         "double",
         "dump_patches",
         "eval",
+        "extend",
         "extra_repr",
         "float",
         "forward",
@@ -45,6 +90,7 @@ RESERVED_NAMES = frozenset(
         "get_parameter",
         "get_submodule",
         "half",
+        "insert",
         "ipu",
         "load_state_dict",
         "modules",
@@ -54,6 +100,7 @@ RESERVED_NAMES = frozenset(
         "named_modules",
         "named_parameters",
         "parameters",
+        "pop",
         "register_backward_hook",
         "register_buffer",
         "register_forward_hook",
@@ -84,13 +131,15 @@ RESERVED_NAMES = frozenset(
 
 def check_module_name(name: str) -> str:
     """A name a spec gives a module must be a Python identifier that nn.Module can hold."""
-    if not _IDENT.match(name) or keyword.iskeyword(name):
+    if not IDENTIFIER.fullmatch(name) or keyword.iskeyword(name):
         raise ValueError(
             f"'{name}' is not a valid module name: use letters, digits and '_' "
             "(starting with a letter or '_', at most 64 characters)"
         )
     if name in RESERVED_NAMES or name.startswith("__"):
-        raise ValueError(f"'{name}' is reserved by torch.nn.Module; choose another name")
+        raise ValueError(
+            f"'{name}' is reserved by torch.nn.Module (an attribute of every module); choose another name"
+        )
     return name
 
 
@@ -138,6 +187,21 @@ class Window:
 IDENTITY_WINDOW = Window()
 
 
+class UnitRole(Enum):
+    """A layer's place in a conv -> norm -> act unit (torchvision's Conv2dNormActivation)."""
+
+    CONV = "conv"
+    NORM = "norm"
+    ACT = "act"
+
+
+def window_text(w: Window) -> str:
+    """`3x3 /2`: a window's kernel extent and stride (the stride only when it is not 1)."""
+    k = f"{w.kernel[0]}x{w.kernel[0]}" if w.kernel[0] == w.kernel[1] else f"{w.kernel[0]}x{w.kernel[1]}"
+    s = str(w.stride[0]) if w.stride[0] == w.stride[1] else f"{w.stride[0]}x{w.stride[1]}"
+    return k + (f" /{s}" if s != "1" else "")
+
+
 def numel(shape: Shape) -> int:
     n = 1
     for d in shape:
@@ -151,7 +215,7 @@ def need_map(shape: Shape, kind: str) -> tuple[int, int, int]:
             f"{kind} needs a (C, H, W) feature map but gets a flat vector of {shape[0]}; "
             "move it before `flatten`"
         )
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 class LayerKind:
@@ -164,15 +228,21 @@ class LayerKind:
     - `infer(p, x) -> y`: the output shape, or ShapeError with a message for the user.
     - `cost(p, x, y) -> Cost`: params and MACs as fvcore counts them (eval mode, one sample).
     - `window(p, x) -> Window`: kernel extent and stride, for the receptive field.
-    - `build(p, x, y) -> nn.Module`: import torch inside, never at module level (analysis has no torch).
-    - `module_source` (for `netspec export`, only where `build` returns a class that is not torch.nn's):
-      the Python source of that class, exactly one top-level `class <Name>(nn.Module): ...` with no
-      imports, using only the names every exported file has (torch, nn, F, Tensor). Its `__init__`
-      must keep each constructor argument as an attribute of the same name (the exporter reads the
-      call back from them) and `extra_repr` should show them. The text is checked with `ast` and
-      inserted as is (it is not a template: no spec value ever reaches it); the exporter then proves
-      the class rebuilds the plug-in's module (same repr, same tensors) before writing the file.
-      A torch.nn module (nn.ChannelShuffle(2)) needs nothing: its call is read back from it.
+    - `module_call(p, x, y, inplace) -> Call` (call.py): the module as a constructor and its arguments,
+      described once: the torch backend instantiates it (`build`), `netspec export` writes it.
+      `init_steps(p, scheme, zero_init)`: the nn.init calls that initialise it, likewise.
+    - `expand(p) -> (p, kinds)`: sugar for sibling layers (conv's `norm`/`act`), expanded by lowering.
+    - Traits the backends read: `inplace_ok`, `fresh_output`, `overwritable_output`, `zero_init_ok`,
+      `init_default`, `classes_arg`, `matmul` (report --check), `unit_role` (diagram) (see below);
+      `describe(p, x, y)`: a diagram node's label.
+    - A kind whose module is not torch.nn's gives the class (`module_class()`, importing torch inside)
+      and its source (`module_source`, for export): exactly one top-level `class <Name>(nn.Module): ...`
+      with no imports, using only the names every exported file has (torch, nn, F, Tensor). The text is
+      checked with `ast` and inserted as is (it is not a template: no spec value ever reaches it).
+    - A plug-in may override `build(p, x, y) -> nn.Module` instead of `module_call` (import torch
+      inside, never at module level: analysis has no torch); its call is then read back from the built
+      module (every constructor argument kept as an attribute of the same name), and export proves the
+      call rebuilds the same module (same repr, same tensors) before writing it.
     """
 
     name: ClassVar[str]
@@ -181,6 +251,23 @@ class LayerKind:
     shorthand: ClassVar[str | None] = None  # field a scalar value sets: `dropout: 0.5`
     doc: ClassVar[str] = ""
     module_source: ClassVar[str | None] = None  # see above: source of a custom module class, for export
+    # the module takes `inplace` (an activation): lowering lets it overwrite a fresh input
+    inplace_ok: ClassVar[bool] = False
+    # its output is a new tensor no one else reads: an in-place activation may follow it
+    fresh_output: ClassVar[bool] = False
+    # autograd does not keep its output either: a residual add may write into it (`out += identity`)
+    overwritable_output: ClassVar[bool] = False
+    # it can start as zero (BN's gamma): zero_gamma marks the last such layer of a residual body
+    zero_init_ok: ClassVar[bool] = False
+    # the `init:` section field that sets this kind's default weight-init scheme (`conv`, `linear`)
+    init_default: ClassVar[str | None] = None
+    # the constructor argument an exported network's `num_classes` sets when this layer ends it
+    classes_arg: ClassVar[str | None] = None
+    # its MACs are a convolution or a matrix product, which torch's FlopCounterMode counts as 2 FLOPs
+    # each (`report --check`); the MACs of batch norm and average pooling are fvcore's convention only
+    matmul: ClassVar[bool] = False
+    # its place in a conv -> norm -> act unit, which a diagram draws as one node
+    unit_role: ClassVar[UnitRole | None] = None
 
     def infer(self, p: Any, x: Shape) -> Shape:
         return x
@@ -191,5 +278,42 @@ class LayerKind:
     def window(self, p: Any, x: Shape) -> Window:
         return IDENTITY_WINDOW
 
-    def build(self, p: Any, x: Shape, y: Shape) -> nn.Module:
-        raise NotImplementedError
+    def describe(self, p: Any, x: Shape, y: Shape) -> str:
+        """A few words for a diagram's node: the kind's name (`global ...` with a global window)."""
+        return f"global {self.name}" if self.window(p, x).is_global else self.name
+
+    def module_call(self, p: Any, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        raise NotImplementedError(f"layer kind '{self.name}' defines neither module_call nor build")
+
+    def call(self, p: Any, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        """The module's call as the backends read it: `module_call`, or, where a class overrides `build`
+        below the one that defines `module_call` (a plug-in), read back from the module it builds."""
+        mro = type(self).__mro__
+        if mro.index(_owner(mro, "build")) >= mro.index(_owner(mro, "module_call")):
+            return self.module_call(p, x, y, inplace)
+        import torch
+
+        with torch.device("meta"):  # no memory, no init: only the constructor's arguments are read
+            return read_back(self.build(p, x, y, inplace=True) if inplace else self.build(p, x, y))
+
+    def module_class(self) -> type | None:
+        """The class of a `module_call` whose constructor is not torch.nn's."""
+        return None
+
+    def build(self, p: Any, x: Shape, y: Shape, inplace: bool = False) -> nn.Module:
+        return self.module_call(p, x, y, inplace).instantiate(self.module_class())
+
+    def expand(self, p: Any) -> tuple[Any, tuple[str, ...]]:
+        """Sugar for sibling layers (conv's `norm`/`act`): the layer's own parameters without it, and
+        the kinds of the layers that follow it, in order, each with the spec's defaults for its kind."""
+        return p, ()
+
+    def init_steps(self, p: Any, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+        """The nn.init calls after construction, for the layer's resolved weight-init `scheme` (the
+        layer's `init:`, else the spec's `init:` default for `init_default`) and its zero-gamma mark."""
+        return ()
+
+
+def _owner(mro: tuple[type, ...], attr: str) -> type:
+    """The class of `mro` that defines `attr`."""
+    return next(c for c in mro if attr in c.__dict__)

@@ -14,11 +14,14 @@ from .base import (
     PositiveInt,
     Shape,
     ShapeError,
+    UnitRole,
     Window,
     need_map,
     numel,
     pair,
+    window_text,
 )
+from .call import Arg, Call, InitStep, collapse, weight_init
 
 Init = Literal[
     "default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal", "zeros"
@@ -71,7 +74,7 @@ def conv_padding(p: ConvParams) -> tuple[int, int] | str:
             # convolution (they do not count PyTorch's 'same' overload)
             return (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
         return "same"  # asymmetric (even kernel): PyTorch pads one more on the bottom/right
-    return pair(p.padding)  # type: ignore[arg-type]
+    return pair(p.padding)
 
 
 def out_size(n: int, k: int, s: int, pad: int, d: int = 1, ceil: bool = False) -> int:
@@ -92,6 +95,18 @@ class Conv(LayerKind):
     prefix = "conv"
     shorthand = "out"
     doc = "2-D convolution (torch.nn.Conv2d)."
+    fresh_output = True
+    overwritable_output = True
+    matmul = True
+    unit_role = UnitRole.CONV
+    init_default = "conv"
+
+    def expand(self, p: ConvParams) -> tuple[ConvParams, tuple[str, ...]]:
+        # `conv: {norm: batchnorm, act: relu}` is three sibling modules, as torchvision writes them
+        followers = tuple(kind for kind in (p.norm, p.act) if kind != "none")
+        if not followers:
+            return p, ()
+        return p.model_copy(update={"norm": "none", "act": "none"}), followers
 
     def groups(self, p: ConvParams, cin: int) -> int:
         return cin if p.groups == "depthwise" else p.groups
@@ -106,7 +121,7 @@ class Conv(LayerKind):
         if p.padding == "same" and s != (1, 1):
             raise ShapeError("padding 'same' needs stride 1 (PyTorch rule)")
         pad = conv_padding(p)
-        if pad == "same":
+        if isinstance(pad, str):  # "same"
             return (cout, h, w)
         ext = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
         padded = (h + 2 * pad[0], w + 2 * pad[1])
@@ -130,17 +145,24 @@ class Conv(LayerKind):
         k, d = pair(p.kernel), pair(p.dilation)
         return Window((d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1), pair(p.stride))
 
-    def build(self, p: ConvParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
+    def describe(self, p: ConvParams, x: Shape, y: Shape) -> str:
+        return f"conv {window_text(self.window(p, x))}, {y[0]}"
 
+    def module_call(self, p: ConvParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
         pad = conv_padding(p)
-        return nn.Conv2d(
-            x[0],
-            y[0],
-            pair(p.kernel),
-            stride=pair(p.stride),
-            padding=pad,
-            dilation=pair(p.dilation),
-            groups=self.groups(p, x[0]),
-            bias=bool(p.bias),
+        return Call(
+            "nn.Conv2d",
+            (
+                Arg("in_channels", x[0], keyword=False),
+                Arg("out_channels", y[0], keyword=False, field="out"),
+                Arg("kernel_size", collapse(pair(p.kernel)), field="kernel"),
+                Arg("stride", collapse(pair(p.stride)), default=1, field="stride"),
+                Arg("padding", pad if isinstance(pad, str) else collapse(pad), default=0, field="padding"),
+                Arg("dilation", collapse(pair(p.dilation)), default=1, field="dilation"),
+                Arg("groups", self.groups(p, x[0]), default=1, field="groups"),
+                Arg("bias", bool(p.bias), default=True, field="bias"),
+            ),
         )
+
+    def init_steps(self, p: ConvParams, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+        return weight_init(scheme, bool(p.bias))

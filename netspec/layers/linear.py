@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .base import Cost, LayerKind, LayerParams, PositiveInt, Shape, ShapeError
+from .call import Arg, Call, InitStep, weight_init
 from .conv import Init
 
 
@@ -20,6 +19,11 @@ class Linear(LayerKind):
     prefix = "fc"
     shorthand = "out"
     doc = "Fully connected layer (torch.nn.Linear)."
+    fresh_output = True
+    overwritable_output = True
+    matmul = True
+    init_default = "linear"
+    classes_arg = "out_features"
 
     def infer(self, p: LinearParams, x: Shape) -> Shape:
         if len(x) != 1:
@@ -37,7 +41,15 @@ class Linear(LayerKind):
             flops=2 * macs + (p.out if p.bias else 0),
         )
 
-    def build(self, p: LinearParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
+    def module_call(self, p: LinearParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        return Call(
+            "nn.Linear",
+            (
+                Arg("in_features", x[0], keyword=False),
+                Arg("out_features", p.out, keyword=False, field="out"),
+                Arg("bias", bool(p.bias), default=True, field="bias"),
+            ),
+        )
 
-        return nn.Linear(x[0], p.out, bias=p.bias)
+    def init_steps(self, p: LinearParams, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+        return weight_init(scheme, p.bias)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
 
 from pydantic import Field
 
 from .base import Cost, LayerKind, LayerParams, PositiveInt, Shape, ShapeError, Window, need_map, numel
+from .call import Arg, Call
 
 
 class DropoutParams(LayerParams):
@@ -20,10 +21,8 @@ class Dropout(LayerKind):
     shorthand = "p"
     doc = "Inverted dropout (identity at eval time, so no cost)."
 
-    def build(self, p: DropoutParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
-
-        return nn.Dropout(p.p)
+    def module_call(self, p: DropoutParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        return Call("nn.Dropout", (Arg("p", float(p.p), field="p"),))
 
 
 class Flatten(LayerKind):
@@ -35,10 +34,8 @@ class Flatten(LayerKind):
     def infer(self, p: LayerParams, x: Shape) -> Shape:
         return (numel(x),)
 
-    def build(self, p: LayerParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
-
-        return nn.Flatten(1)
+    def module_call(self, p: LayerParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        return Call("nn.Flatten")  # start_dim=1: the batch dimension stays
 
 
 class Identity(LayerKind):
@@ -47,10 +44,8 @@ class Identity(LayerKind):
     prefix = "identity"
     doc = "Passes its input through (a placeholder that keeps module indices stable)."
 
-    def build(self, p: LayerParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
-
-        return nn.Identity()
+    def module_call(self, p: LayerParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        return Call("nn.Identity")
 
 
 class ChannelPadParams(LayerParams):
@@ -76,7 +71,17 @@ class ChannelPad(LayerKind):
     def cost(self, p: ChannelPadParams, x: Shape, y: Shape) -> Cost:
         return Cost()
 
-    def build(self, p: ChannelPadParams, x: Shape, y: Shape) -> Any:
+    def module_call(self, p: ChannelPadParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        return Call(
+            "ChannelPad",
+            (Arg("extra_channels", y[0] - x[0], widening=True), Arg("stride", p.stride, field="stride")),
+        )
+
+    def module_class(self) -> type:
         from ..modules import ChannelPad as Module
 
-        return Module(y[0] - x[0], p.stride)
+        return Module
+
+    @property
+    def module_source(self) -> str:  # type: ignore[override]  # a property, as plug-ins may write it
+        return inspect.getsource(self.module_class())

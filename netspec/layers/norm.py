@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from .base import Cost, LayerKind, LayerParams, PositiveInt, Shape, need_map, numel
+from .base import Cost, LayerKind, LayerParams, PositiveInt, Shape, UnitRole, need_map, numel
+from .call import Arg, Call, InitStep
 
 
 class BatchNormParams(LayerParams):
@@ -21,17 +20,35 @@ class BatchNorm(LayerKind):
     Params = BatchNormParams
     prefix = "bn"
     doc = "Batch normalization (BatchNorm2d on maps, BatchNorm1d on vectors)."
+    fresh_output = True
+    overwritable_output = True
+    unit_role = UnitRole.NORM
+    zero_init_ok = True
 
     def cost(self, p: BatchNormParams, x: Shape, y: Shape) -> Cost:
         # fvcore counts eval-mode BN as 2 per element with affine, 1 without
         macs = numel(x) * (2 if p.affine else 1)
         return Cost(params=2 * x[0] if p.affine else 0, macs=macs, flops=2 * macs)
 
-    def build(self, p: BatchNormParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
+    def module_call(self, p: BatchNormParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        return Call(
+            "nn.BatchNorm2d" if len(x) == 3 else "nn.BatchNorm1d",
+            (
+                Arg("num_features", x[0], keyword=False),
+                Arg("eps", float(p.eps), default=1e-5, field="eps"),
+                Arg("momentum", float(p.momentum), default=0.1, field="momentum"),
+                Arg("affine", bool(p.affine), default=True, field="affine"),
+            ),
+        )
 
-        cls = nn.BatchNorm2d if len(x) == 3 else nn.BatchNorm1d
-        return cls(x[0], eps=p.eps, momentum=p.momentum, affine=p.affine)
+    def init_steps(self, p: BatchNormParams, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+        if not p.affine:
+            return ()
+        gamma = 0.0 if zero_init or p.zero_init else 1.0  # zero-gamma: the block starts as identity
+        return (
+            InitStep("constant_", "weight", (Arg("val", gamma, keyword=False),)),
+            InitStep("constant_", "bias", (Arg("val", 0.0, keyword=False),)),
+        )
 
 
 class LRNParams(LayerParams):
@@ -47,6 +64,7 @@ class LocalResponseNorm(LayerKind):
     prefix = "lrn"
     shorthand = "size"
     doc = "Local response normalization across channels (AlexNet, GoogLeNet)."
+    fresh_output = True
 
     def infer(self, p: LRNParams, x: Shape) -> Shape:
         need_map(x, "lrn")
@@ -56,7 +74,13 @@ class LocalResponseNorm(LayerKind):
         # fvcore has no LRN handle (0 MACs); FLOPs: a window sum of squares, a power and a divide
         return Cost(flops=numel(x) * (p.size + 3))
 
-    def build(self, p: LRNParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
-
-        return nn.LocalResponseNorm(p.size, alpha=p.alpha, beta=p.beta, k=p.k)
+    def module_call(self, p: LRNParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        return Call(
+            "nn.LocalResponseNorm",
+            (
+                Arg("size", p.size, keyword=False, field="size"),
+                Arg("alpha", float(p.alpha), default=1e-4, field="alpha"),
+                Arg("beta", float(p.beta), default=0.75, field="beta"),
+                Arg("k", float(p.k), default=1.0, field="k"),
+            ),
+        )

@@ -17,18 +17,15 @@ from __future__ import annotations
 import inspect
 import keyword
 import os
-import re
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .base import LayerKind, LayerParams
+from .base import IDENTIFIER, LayerKind, LayerParams
+from .composites import RESERVED_KINDS
 
 GROUP = "netspec.layers"
 ENV_VAR = "NETSPEC_PLUGINS"
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-# item keys that lowering reads before layer kinds (netspec/lower.py COMPOSITES), and block-stage keys
-_RESERVED_KINDS = frozenset({"sequential", "parallel", "residual", "aux", "block"})
 
 
 class PluginWarning(UserWarning):
@@ -40,7 +37,7 @@ class PluginError(RuntimeError):
 
 
 def _identifier(value: Any) -> bool:
-    return isinstance(value, str) and bool(_IDENT.match(value)) and not keyword.iskeyword(value)
+    return isinstance(value, str) and bool(IDENTIFIER.fullmatch(value)) and not keyword.iskeyword(value)
 
 
 def _package(ep: Any) -> str:
@@ -74,7 +71,7 @@ def validate(obj: Any) -> LayerKind:
         what = f"the class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
         raise TypeError(f"it is {what}, not a netspec.layers.LayerKind (or a subclass of it)")
     name = getattr(obj, "name", None)
-    if not _identifier(name) or name.startswith("_"):
+    if not isinstance(name, str) or not _identifier(name) or name.startswith("_"):
         raise ValueError(f"its name {name!r} is not an identifier")
     params = getattr(obj, "Params", None)
     if not (isinstance(params, type) and issubclass(params, LayerParams)):
@@ -111,7 +108,7 @@ def load_plugins(registry: dict[str, LayerKind], entry_points: Iterable[Any] | N
             raise PluginError(
                 f"layer kind '{kind.name}' is registered twice: by {added[kind.name]} and by {where}"
             )
-        if kind.name in registry or kind.name in _RESERVED_KINDS:
+        if kind.name in registry or kind.name in RESERVED_KINDS:
             raise PluginError(
                 f"layer kind '{kind.name}' of {where} clashes with the built-in kind '{kind.name}' (netspec)"
             )

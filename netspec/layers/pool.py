@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -18,7 +19,9 @@ from .base import (
     need_map,
     numel,
     pair,
+    window_text,
 )
+from .call import Arg, Call, collapse
 from .conv import out_size
 
 
@@ -43,9 +46,16 @@ class AvgPoolParams(PoolParams):
         return self
 
 
+def _kernel(p: PoolParams) -> tuple[int, int]:
+    """The window of a pool that is not global (the kinds take `kernel: global` first)."""
+    if p.kernel == "global":
+        raise ValueError("a global pool has no kernel")
+    return pair(p.kernel)
+
+
 def _pool_shape(kind: str, p: PoolParams, x: Shape, dilation: tuple[int, int]) -> Shape:
     c, h, w = need_map(x, kind)
-    k = pair(p.kernel)  # type: ignore[arg-type]
+    k = _kernel(p)
     s = pair(p.stride) if p.stride is not None else k
     pad = pair(p.padding)
     ext = (dilation[0] * (k[0] - 1) + 1, dilation[1] * (k[1] - 1) + 1)
@@ -65,9 +75,19 @@ def _pool_shape(kind: str, p: PoolParams, x: Shape, dilation: tuple[int, int]) -
 
 
 def _window(p: PoolParams, dilation: tuple[int, int]) -> Window:
-    k = pair(p.kernel)  # type: ignore[arg-type]
+    k = _kernel(p)
     s = pair(p.stride) if p.stride is not None else k
     return Window((dilation[0] * (k[0] - 1) + 1, dilation[1] * (k[1] - 1) + 1), s)
+
+
+def _window_args(p: PoolParams) -> tuple[Arg, ...]:
+    kernel = collapse(_kernel(p))
+    stride = collapse(pair(p.stride)) if p.stride is not None else kernel
+    return (
+        Arg("kernel_size", kernel, field="kernel"),
+        Arg("stride", stride, default=kernel, field="stride"),
+        Arg("padding", collapse(pair(p.padding)), default=0, field="padding"),
+    )
 
 
 class MaxPool(LayerKind):
@@ -76,6 +96,7 @@ class MaxPool(LayerKind):
     prefix = "maxpool"
     shorthand = "kernel"
     doc = "Max pooling (torch.nn.MaxPool2d)."
+    fresh_output = True
 
     def infer(self, p: MaxPoolParams, x: Shape) -> Shape:
         if p.kernel == "global":
@@ -86,7 +107,7 @@ class MaxPool(LayerKind):
     def cost(self, p: MaxPoolParams, x: Shape, y: Shape) -> Cost:
         if p.kernel == "global":
             return Cost(flops=numel(x))
-        k = pair(p.kernel)  # type: ignore[arg-type]
+        k = pair(p.kernel)
         return Cost(flops=numel(y) * (k[0] * k[1] - 1))  # comparisons; fvcore counts none
 
     def window(self, p: MaxPoolParams, x: Shape) -> Window:
@@ -94,18 +115,16 @@ class MaxPool(LayerKind):
             return Window(is_global=True)
         return _window(p, pair(p.dilation))
 
-    def build(self, p: MaxPoolParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
+    def describe(self, p: MaxPoolParams, x: Shape, y: Shape) -> str:
+        w = self.window(p, x)
+        return f"global {self.name}" if w.is_global else f"{self.name} {window_text(w)}"
 
+    def module_call(self, p: MaxPoolParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
         if p.kernel == "global":
-            return nn.AdaptiveMaxPool2d(1)
-        k = pair(p.kernel)  # type: ignore[arg-type]
-        return nn.MaxPool2d(
-            k,
-            stride=pair(p.stride) if p.stride is not None else k,
-            padding=pair(p.padding),
-            dilation=pair(p.dilation),
-            ceil_mode=p.ceil_mode,
+            return Call("nn.AdaptiveMaxPool2d", (Arg("output_size", 1, keyword=False),))
+        args = (*_window_args(p), Arg("dilation", collapse(pair(p.dilation)), default=1, field="dilation"))
+        return Call(
+            "nn.MaxPool2d", (*args, Arg("ceil_mode", bool(p.ceil_mode), default=False, field="ceil_mode"))
         )
 
 
@@ -115,6 +134,7 @@ class AvgPool(LayerKind):
     prefix = "avgpool"
     shorthand = "kernel"
     doc = "Average pooling; `avgpool: global` is global average pooling (AdaptiveAvgPool2d(1))."
+    fresh_output = True
 
     def infer(self, p: AvgPoolParams, x: Shape) -> Shape:
         if p.kernel == "global":
@@ -125,7 +145,7 @@ class AvgPool(LayerKind):
     def cost(self, p: AvgPoolParams, x: Shape, y: Shape) -> Cost:
         if p.kernel == "global":  # an adaptive average pool: fvcore counts one per input element
             return Cost(macs=numel(x), flops=numel(x) + numel(y))
-        k = pair(p.kernel)  # type: ignore[arg-type]
+        k = pair(p.kernel)
         return Cost(flops=numel(y) * k[0] * k[1])  # fvcore has no avg_pool2d handle
 
     def window(self, p: AvgPoolParams, x: Shape) -> Window:
@@ -133,18 +153,20 @@ class AvgPool(LayerKind):
             return Window(is_global=True)
         return _window(p, (1, 1))
 
-    def build(self, p: AvgPoolParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
+    def describe(self, p: AvgPoolParams, x: Shape, y: Shape) -> str:
+        w = self.window(p, x)
+        return f"global {self.name}" if w.is_global else f"{self.name} {window_text(w)}"
 
+    def module_call(self, p: AvgPoolParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
         if p.kernel == "global":
-            return nn.AdaptiveAvgPool2d(1)
-        k = pair(p.kernel)  # type: ignore[arg-type]
-        return nn.AvgPool2d(
-            k,
-            stride=pair(p.stride) if p.stride is not None else k,
-            padding=pair(p.padding),
-            ceil_mode=p.ceil_mode,
-            count_include_pad=p.count_include_pad,
+            return Call("nn.AdaptiveAvgPool2d", (Arg("output_size", 1, keyword=False),))
+        return Call(
+            "nn.AvgPool2d",
+            (
+                *_window_args(p),
+                Arg("ceil_mode", bool(p.ceil_mode), default=False, field="ceil_mode"),
+                Arg("count_include_pad", bool(p.count_include_pad), default=True, field="count_include_pad"),
+            ),
         )
 
 
@@ -158,6 +180,7 @@ class AdaptiveAvgPool(LayerKind):
     prefix = "avgpool"
     shorthand = "size"
     doc = "Adaptive average pooling to a fixed output size (VGG's and AlexNet's 7x7 / 6x6)."
+    fresh_output = True
 
     def infer(self, p: AdaptiveAvgPoolParams, x: Shape) -> Shape:
         c, _, _ = need_map(x, "adaptive_avgpool")
@@ -167,13 +190,26 @@ class AdaptiveAvgPool(LayerKind):
         return Cost(macs=numel(x), flops=numel(x) + numel(y))
 
     def window(self, p: AdaptiveAvgPoolParams, x: Shape) -> Window:
-        # exact when the input divides evenly; otherwise the widest window PyTorch uses
+        # exact when the input divides evenly; otherwise the widest window PyTorch uses and its
+        # smallest step between windows
         (_, h, w), (oh, ow) = x, pair(p.size)
         if (oh, ow) == (1, 1):
             return Window(is_global=True)
-        return Window((-(-h // oh), -(-w // ow)), (max(1, h // oh), max(1, w // ow)))
+        return Window((_widest_window(h, oh), _widest_window(w, ow)), (max(1, h // oh), max(1, w // ow)))
 
-    def build(self, p: AdaptiveAvgPoolParams, x: Shape, y: Shape) -> Any:
-        from torch import nn
+    def module_call(self, p: AdaptiveAvgPoolParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
+        return Call(
+            "nn.AdaptiveAvgPool2d", (Arg("output_size", collapse(pair(p.size)), keyword=False, field="size"),)
+        )
 
-        return nn.AdaptiveAvgPool2d(pair(p.size))
+
+def _widest_window(n: int, out: int) -> int:
+    """The widest of PyTorch's adaptive windows [floor(i*n/out), ceil((i+1)*n/out)), i < out.
+
+    With n = q*out + r, window i is q + 1 wide, or q + 2 where i*r mod out > out - r; the residues
+    i*r mod out are the multiples of gcd(r, out), so a q + 2 window exists iff gcd(r, out) < r
+    (11 into 3: widths 4, 5, 4; 10 into 4: 3, 3, 3, 3)."""
+    q, r = divmod(n, out)
+    if r == 0:
+        return q
+    return q + 2 if math.gcd(r, out) < r else q + 1

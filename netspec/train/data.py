@@ -15,14 +15,15 @@ a preset for another data set, or an unknown one, is a SpecError at `train.prese
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from ..errors import Location, Problem, SpecError
 
@@ -60,6 +61,15 @@ class DataSplit:
     classes: int
     name: str
     input_shape: tuple[int, int, int]
+
+    # every data set here is map-style, with a length (torch's Dataset type does not say so)
+    @property
+    def train_size(self) -> int:
+        return len(cast(Sized, self.train))
+
+    @property
+    def val_size(self) -> int:
+        return len(cast(Sized, self.val))
 
 
 def _error(message: str, where: Location | None, hint: str | None = None, field: str = "data") -> SpecError:
@@ -442,15 +452,16 @@ def loaders(
     (DistributedSampler, shuffled with `seed` + epoch: call `set_epoch`) and of the validation set
     (every example on exactly one rank, no padding)."""
     processes = f" on {world_size} processes" if world_size > 1 else ""
-    if len(split.train) < batch_size * world_size:
+    if split.train_size < batch_size * world_size:
         raise SpecError(
             Problem(
                 f"batch_size {batch_size}{processes} is larger than the training set"
-                f" ({len(split.train)} examples)",
+                f" ({split.train_size} examples)",
                 ("train", "batch_size"),
             )
         )
-    train_sampler = val_sampler = None
+    train_sampler: Sampler[int] | None = None
+    val_sampler: Sampler[int] | None = None
     if world_size > 1:
         from torch.utils.data import DistributedSampler
 
@@ -459,7 +470,7 @@ def loaders(
         train_sampler = DistributedSampler(
             split.train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
         )
-        val_sampler = ShardSampler(len(split.val), rank, world_size)
+        val_sampler = ShardSampler(split.val_size, rank, world_size)
     train = DataLoader(
         split.train,
         batch_size=batch_size,

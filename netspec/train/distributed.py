@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -68,7 +69,7 @@ def init(info: DistInfo, dev: torch.device) -> bool:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
-    kwargs = {"device_id": dev} if dev.type == "cuda" else {}
+    kwargs: dict[str, Any] = {"device_id": dev} if dev.type == "cuda" else {}
     dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size, **kwargs)
     return True
 

@@ -15,7 +15,8 @@ _DECAYED = (nn.modules.conv._ConvNd, nn.Linear)
 
 def split_decay(model: nn.Module) -> tuple[list[str], list[str]]:
     """(names that get weight decay, names that do not): conv/linear `weight` vs everything else."""
-    decay, no_decay = [], []
+    decay: list[str] = []
+    no_decay: list[str] = []
     seen: set[int] = set()
     for mod_name, module in model.named_modules():
         for p_name, p in module.named_parameters(recurse=False):

@@ -55,8 +55,8 @@ class Reporter:
 
     def emit(self, event: Event) -> None:
         kind = event["event"]
-        if self.mode == "callback":
-            self.callback(event)  # type: ignore[misc]
+        if self.callback is not None:  # mode "callback"
+            self.callback(event)
         elif self.mode == "json":
             self.stream.write(json.dumps({k: _clean(v) for k, v in event.items()}) + "\n")
             self.stream.flush()

@@ -20,6 +20,7 @@ import ast
 import contextlib
 import hashlib
 import importlib.util
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -73,7 +74,8 @@ def _literal(node: ast.expr, file: str, name: str) -> Any:
         isinstance(node, ast.UnaryOp)
         and isinstance(node.op, ast.USub)
         and isinstance(node.operand, ast.Constant)
-        and type(node.operand.value) in (int, float)
+        and isinstance(node.operand.value, int | float)
+        and not isinstance(node.operand.value, bool)  # -True is not a literal one writes
     ):
         return -node.operand.value
     raise _error(
@@ -160,7 +162,7 @@ class ModelFile:
         return int(out.shape[1])
 
 
-def read_model_file(path: str | Path, overrides: list[str] | None = None) -> ModelFile:
+def read_model_file(path: str | os.PathLike[str], overrides: list[str] | None = None) -> ModelFile:
     """Read a model file's INPUT_SHAPE and RECIPE (with `train.*` overrides applied) without running
     it. Raises SpecError, located in the file, for anything missing or malformed."""
     path = Path(path)

@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import Problem, SpecError
 from ..source import locate
@@ -127,8 +127,8 @@ def _subject(
         mf = read_model_file(model_or_spec, overrides)
         resolved = _resolve_recipe(recipe, None) if recipe is not None else mf.recipe
         _seed_all(resolved.seed)  # build_model() draws its initial weights from the global RNGs
-        model = mf.build()
-        subject = _Subject(mf.name, None, model, mf.input_shape, mf.classes(model), mf.raw, mf.path.resolve())
+        built = mf.build()
+        subject = _Subject(mf.name, None, built, mf.input_shape, mf.classes(built), mf.raw, mf.path.resolve())
         return subject, resolved
     spec, model = _resolve_spec(model_or_spec, overrides)
     resolved = _resolve_recipe(recipe, spec)
@@ -322,19 +322,15 @@ def evaluate(
             n += y.shape[0]
     finally:
         model.train(was_training)
+    sums = [float(loss_sum), int(top1), int(top5), n]
     if distributed:
         from .distributed import all_reduce_sum
 
-        sums = all_reduce_sum([float(loss_sum), int(top1), int(top5), n], dev)
-        loss_sum, top1, top5, n = torch.tensor(sums[0]), int(sums[1]), int(sums[2]), int(sums[3])
+        sums = all_reduce_sum(sums, dev)
+    n = int(sums[3])
     if n == 0:
         return {"loss": float("nan"), "top1": 0.0, "top5": 0.0, "n": 0}
-    return {
-        "loss": float(loss_sum) / n,
-        "top1": int(top1) / n,
-        "top5": int(top5) / n,
-        "n": n,
-    }
+    return {"loss": sums[0] / n, "top1": int(sums[1]) / n, "top5": int(sums[2]) / n, "n": n}
 
 
 def _autocast(dev: torch.device, amp: str) -> Any:
@@ -630,8 +626,8 @@ def _train(
             "event": "start",
             "name": name,
             "data": split.name,
-            "train_size": len(split.train),
-            "val_size": len(split.val),
+            "train_size": split.train_size,
+            "val_size": split.val_size,
             "epochs": recipe.epochs,
             "start_epoch": run.epoch + 1,
             "iters_per_epoch": iters,
@@ -650,8 +646,8 @@ def _train(
         plotter = Plotter()
     try:
         for epoch in range(run.epoch + 1, end_epoch + 1):
-            if info.enabled:
-                train_loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            if isinstance(train_loader.sampler, DistributedSampler):  # load_data's, when distributed
+                train_loader.sampler.set_epoch(epoch)
             row = _train_epoch(
                 run,
                 fwd,
@@ -755,7 +751,7 @@ def _resume(
     subject: _Subject,
     recipe: Recipe,
     out_dir: Path,
-    resume: bool | str | os.PathLike[str],
+    resume: Literal[True] | str | os.PathLike[str],
     dev: torch.device,
     reporter: Reporter,
     force: bool,

@@ -111,18 +111,18 @@ def parallel_branches(model: nn.Module) -> dict[str, dict[str, Label | None]]:
         if isinstance(module, Residual):
             labels = {
                 name: ("body", "body")
-                if i < module.n_body
+                if i < module.__n_body__
                 else ("shortcut", name)
-                if i < module.n_before_merge
+                if i < module.__n_before_merge__
                 else None
                 for i, name in enumerate(names)
             }
         elif isinstance(module, Parallel):
             labels = {
-                name: ("branch", name) if i < module.n_branches else None for i, name in enumerate(names)
+                name: ("branch", name) if i < module.__n_branches__ else None for i, name in enumerate(names)
             }
         elif isinstance(module, AuxNetwork):
-            aux = set(module.aux_indices)
+            aux = set(module.__aux_indices__)
             labels = {name: ("aux", name) if i in aux else ("trunk", "trunk") for i, name in enumerate(names)}
         elif isinstance(module, nn.Sequential):
             continue  # runs its children in order
@@ -275,9 +275,9 @@ class _Matcher:
                 label = labels.get(parts[depth]) if labels else None
                 if label is not None:
                     seen[container][label] = None
-        for container, labels in seen.items():
-            if len(labels) > 1:
-                return container, [name for _, name in labels]
+        for container, met in seen.items():
+            if len(met) > 1:
+                return container, [name for _, name in met]
         return None
 
     def ambiguities(self) -> list[Ambiguity]:

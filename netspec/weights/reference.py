@@ -17,6 +17,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +25,9 @@ from torch import Tensor, nn
 from ..errors import Problem, SpecError
 from .checkpoint import printable
 from .matching import optional
+
+if TYPE_CHECKING:  # the importer imports this module
+    from .importer import ImportReport
 
 TORCHVISION_PREFIX = "torchvision.models."
 TIMM_PREFIX = "timm:"
@@ -75,7 +79,7 @@ class Verification:
 class VerificationError(SpecError):
     """The import completed, but the spec's module does not compute what the reference does."""
 
-    def __init__(self, verification: Verification, report: object):
+    def __init__(self, verification: Verification, report: ImportReport):
         self.verification = verification
         self.report = report
         super().__init__(

@@ -1,0 +1,109 @@
+"""Where lowering stands, as one small immutable value (the state torchvision's `_make_layer` keeps).
+
+A `Cursor` says which module is being filled (its path and the names already taken in it), the shape
+that reaches the next item, the expression scope and where in the spec the item is written. Lowering a
+sequence moves the cursor item by item; entering a block or a stage makes a child cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..ir import Node
+from ..layers.base import Shape
+
+Src = tuple[str | int, ...]  # a path into the spec tree, for error locations and reports
+Lowered = tuple[list[Node], Shape | None]  # nodes made, and the shape after them (None after a problem)
+NameStyle = Literal["numbered", "named"]
+
+
+class NameClashError(Exception):
+    """A module name is used twice in one parent (the message is the name)."""
+
+
+@dataclass
+class Namespace:
+    """Names children of one module: by index (nn.Sequential) or by kind counter (conv1, bn1, ...).
+
+    The one mutable part of a cursor: siblings share their parent's namespace."""
+
+    style: NameStyle
+    names: set[str] = field(default_factory=set)
+    counters: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+
+    def assign(self, prefix: str, explicit: str | None) -> str:
+        if explicit is not None:
+            name = explicit
+        elif self.style == "numbered":
+            name = str(self.count)
+        else:
+            # relu6 -> relu6_1, not relu61
+            sep = "_" if prefix[-1].isdigit() else ""
+            n = self.counters.get(prefix, 0) + 1
+            while f"{prefix}{sep}{n}" in self.names:
+                n += 1
+            self.counters[prefix] = n
+            name = f"{prefix}{sep}{n}"
+        if name in self.names:
+            raise NameClashError(name)
+        self.names.add(name)
+        self.count += 1
+        return name
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}.{name}" if parent else name
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    shape: Shape | None  # what reaches the next item; None after a problem (only parameter checks go on)
+    scope: Mapping[str, Any]  # names `${...}` may read
+    src: Src  # where the next item is written
+    section: str  # "stem", a stage name, or "head"
+    parent: str = ""  # module path of the module being filled ("" is the model)
+    names: Namespace = field(default_factory=lambda: Namespace("named"))
+
+    # (the moves construct directly: dataclasses.replace would be most of lowering's time)
+    def at(self, *keys: str | int) -> Cursor:
+        """The cursor at a part of the current spec item."""
+        return Cursor(self.shape, self.scope, (*self.src, *keys), self.section, self.parent, self.names)
+
+    def at_item(self, index: int, shape: Shape | None) -> Cursor:
+        """The cursor at item `index` of the current list, fed `shape`."""
+        return Cursor(shape, self.scope, (*self.src, index), self.section, self.parent, self.names)
+
+    def located(self, src: Src) -> Cursor:
+        return Cursor(self.shape, self.scope, src, self.section, self.parent, self.names)
+
+    def with_shape(self, shape: Shape | None) -> Cursor:
+        return Cursor(shape, self.scope, self.src, self.section, self.parent, self.names)
+
+    def with_scope(self, scope: Mapping[str, Any]) -> Cursor:
+        return Cursor(self.shape, scope, self.src, self.section, self.parent, self.names)
+
+    def in_section(self, section: str) -> Cursor:
+        return Cursor(self.shape, self.scope, self.src, section, self.parent, self.names)
+
+    def child(self, name: str, style: NameStyle = "numbered") -> Cursor:
+        """The cursor inside a new submodule `name` of the module being filled."""
+        return Cursor(
+            self.shape, self.scope, self.src, self.section, join(self.parent, name), Namespace(style)
+        )
+
+    def path(self, name: str) -> str:
+        """The module path of a child `name`."""
+        return join(self.parent, name)
+
+    @property
+    def name(self) -> str:
+        """The name of the module being filled (the last part of its path)."""
+        return self.parent.rpartition(".")[2]
+
+    @property
+    def where(self) -> str:
+        """The module being filled, as messages say it."""
+        return self.parent or "the model"

@@ -1,0 +1,147 @@
+"""Residual shortcuts: what to build is a pure function of the mode and the shapes (`plan_shortcut`);
+`lower_shortcut` then builds it as layers, like any other.
+
+The modes are the papers': ResNet's option A (`zero_pad`: subsample and pad channels with zeros) and
+option B (`projection`: a strided 1x1 conv + BN where the shape changes, identity elsewhere; He et al.
+2016, Sec. 3.3), ResNet-D (`avgpool_projection`: a 2x2 average pool before a stride-1 projection; He et
+al. 2018, Fig. 2c), MobileNet v2's residual only where input and output shapes agree
+(`identity_if_possible`), and DenseNet's `concat` with the input itself (`identity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum, auto
+from typing import Any
+
+from ..ir import SeqNode
+from ..layers.base import Shape
+from ..layers.conv import Conv
+from ..layers.misc import ChannelPad
+from ..layers.norm import BatchNorm
+from ..layers.pool import AvgPool
+from ..spec import BlockDef, Merge
+from .context import BadValueError, Lowering
+from .cursor import Cursor
+from .shapes import broadcasts, fmt
+
+
+class Mode(StrEnum):
+    """The spec's `shortcut:` modes (spec.ShortcutMode)."""
+
+    IDENTITY = auto()
+    PROJECTION = auto()
+    AVGPOOL_PROJECTION = auto()
+    ZERO_PAD = auto()
+    IDENTITY_IF_POSSIBLE = auto()
+    NONE = auto()
+
+
+class Build(StrEnum):
+    """What a shortcut is, once the shapes are known."""
+
+    IDENTITY = auto()  # the input itself
+    PROJECTION = auto()  # strided 1x1 conv + BN
+    AVGPOOL_PROJECTION = auto()  # average pool, then 1x1 conv + BN
+    ZERO_PAD = auto()  # subsample, then zero channels
+    NONE = auto()  # no shortcut and no merge: the block is a plain sequence
+    ERROR = auto()  # no shortcut of this mode fits: `reason` says why
+
+
+@dataclass(frozen=True)
+class ShortcutPlan:
+    build: Build
+    stride: int = 1  # of a built shortcut
+    out: int = 0  # its output channels
+    reason: str = ""  # for Build.ERROR
+    hint: str | None = None
+
+
+def plan_shortcut(mode: str, merge: str, x: Shape, y: Shape) -> ShortcutPlan:
+    """The shortcut a block of this mode and merge needs, from its input shape `x` to the body's `y`."""
+    if mode == Mode.NONE:
+        return ShortcutPlan(Build.NONE)
+    fits = x == y or (merge == "mul" and broadcasts(x, y)) or (merge == "concat" and x[1:] == y[1:])
+    if fits:
+        return ShortcutPlan(Build.IDENTITY)
+    if mode == Mode.IDENTITY:
+        return _refuse(
+            f"identity shortcut cannot {merge} input {fmt(x)} with body output {fmt(y)}",
+            "use `shortcut: projection` (1x1 conv + BN where the shape changes)",
+        )
+    if mode == Mode.IDENTITY_IF_POSSIBLE:
+        return ShortcutPlan(Build.NONE)
+    if len(x) != 3 or len(y) != 3:
+        return _refuse(f"a {mode} shortcut needs feature maps, got {fmt(x)} and {fmt(y)}")
+    stride = -(-x[1] // y[1])
+    if -(-x[2] // y[2]) != stride or y[1] > x[1]:
+        return _refuse(f"the body changes {fmt(x)} to {fmt(y)}: no strided shortcut can follow")
+    z = (y[0], -(-x[1] // stride), -(-x[2] // stride))  # what every strided shortcut below gives
+    if merge in ("add", "mul") and z != y:
+        return _refuse(f"{mode} shortcut gives {fmt(z)} but the body gives {fmt(y)}")
+    if mode == Mode.ZERO_PAD:
+        if y[0] < x[0]:
+            return _refuse(
+                f"a zero_pad shortcut cannot shrink {x[0]} channels to {y[0]}",
+                "use `shortcut: projection` (1x1 conv + BN where the shape changes)",
+            )
+        return ShortcutPlan(Build.ZERO_PAD, stride, y[0])
+    if mode == Mode.AVGPOOL_PROJECTION and stride > 1:
+        return ShortcutPlan(Build.AVGPOOL_PROJECTION, stride, y[0])
+    return ShortcutPlan(Build.PROJECTION, stride, y[0])  # also avgpool_projection with nothing to pool
+
+
+def _refuse(reason: str, hint: str | None = None) -> ShortcutPlan:
+    return ShortcutPlan(Build.ERROR, reason=reason, hint=hint)
+
+
+# generated shortcut convs ignore the spec's conv defaults: they are conv + BN by definition
+_PLAIN_CONV = {"bias": False, "norm": "none", "act": "none", "padding": 0, "dilation": 1, "groups": 1}
+
+
+def shortcut_layers(plan: ShortcutPlan) -> list[dict[str, Any]]:
+    """A built shortcut as spec layer items."""
+    s, c = plan.stride, plan.out
+    if plan.build == Build.ZERO_PAD:
+        return [{ChannelPad.name: {"out": c, "stride": s}}]
+    if plan.build == Build.AVGPOOL_PROJECTION:
+        pool = {"kernel": s, "stride": s, "ceil_mode": True, "count_include_pad": False}
+        conv = {"out": c, "kernel": 1, **_PLAIN_CONV}
+        return [{AvgPool.name: pool}, {Conv.name: conv}, {BatchNorm.name: {}}]
+    conv = {"out": c, "kernel": 1, "stride": s, **_PLAIN_CONV}
+    return [{Conv.name: conv}, {BatchNorm.name: {}}]
+
+
+def lower_shortcut(
+    ctx: Lowering, inside: Cursor, block: BlockDef, mode: Any, y: Shape
+) -> tuple[Merge, SeqNode | None]:
+    """The merge that remains and the shortcut module (None: identity), for a block whose cursor is
+    `inside` (at its definition, with its input shape) and whose body gives `y`."""
+    x = inside.shape
+    assert x is not None  # the body was lowered from it
+    src = (*inside.src, "shortcut")
+    if isinstance(mode, list):  # an explicit list of layers
+        return block.merge, _module(ctx, inside, block, mode, "the shortcut layers are invalid")
+    plan = plan_shortcut(mode, block.merge, x, y)
+    if plan.build == Build.ERROR:
+        raise BadValueError(plan.reason, src, plan.hint)
+    if plan.build == Build.NONE:
+        return "none", None
+    if plan.build == Build.IDENTITY:
+        return block.merge, None
+    node = _module(ctx, inside, block, shortcut_layers(plan), f"{mode} shortcut failed for input {fmt(x)}")
+    if block.merge in ("add", "mul") and node.out_shape != y:  # the spec's defaults changed a layer
+        raise BadValueError(f"{mode} shortcut gives {fmt(node.out_shape)} but the body gives {fmt(y)}", src)
+    return block.merge, node
+
+
+def _module(ctx: Lowering, inside: Cursor, block: BlockDef, items: list[Any], failed: str) -> SeqNode:
+    """The shortcut as a numbered submodule `shortcut_name` of the block (torchvision's `downsample`)."""
+    src = (*inside.src, "shortcut")
+    name = block.shortcut_name
+    inside.names.assign("shortcut", name)
+    nodes, z = ctx.lower_sequence(ctx, items, inside.child(name).located(src))
+    if z is None:
+        raise BadValueError(failed, src)
+    assert inside.shape is not None
+    return SeqNode(name, inside.path(name), inside.shape, z, src, inside.section, nodes, "shortcut")
