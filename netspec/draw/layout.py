@@ -281,8 +281,9 @@ def _series(s: Series) -> Frame:
     width = max(sized, default=0.0)  # the nodes of one column share a width: a tidy column
     out = Frame(out_shape=s.out_shape)
     main = [p for p in s.parts if not isinstance(p, Side)]
-    if not main:  # nothing drawn: the input passes straight through a narrow column
-        out.w, out.spine = 2 * GAP_X, GAP_X
+    if not main:  # nothing drawn: the input passes straight through a column wide enough for its shape
+        out.spine = GAP_X / 2
+        out.w = out.spine + 5 + text_width(shape_text(s.in_shape), SHAPE_SIZE, mono=True) + GAP_X / 2
         return out
     frames = {id(p): _layout(p, width) for p in main}
     spine = max(f.spine for f in frames.values())
@@ -413,14 +414,16 @@ def _residual(r: Residual) -> Frame:
     body_exit = _connect(out, entry, body)
     body_bottom = top + body.h
     bottom = body_bottom
+    # clear of the body and of the shape printed under it
+    beside = max(body.w, bx + 5 + text_width(shape_text(body.out_shape), SHAPE_SIZE, mono=True))
     if r.shortcut is None:
-        lane = body.w + LANE_GAP
+        lane = beside + LANE_GAP
         sc_exit = Route(None, [(bx, 0.0), (bx, JUNCTION), (lane, JUNCTION)], "identity", (bx, JUNCTION))
         _label(out, r.in_shape, lane, top + body.h / 2)
         sc_x = lane
     else:
         sc = _group(r.shortcut)
-        sc.shift(body.w + GAP_X, top)
+        sc.shift(beside + GAP_X, top)
         out.take(sc)
         sc_x = sc.spine
         into = Route(None, [(bx, 0.0), (bx, JUNCTION), (sc_x, JUNCTION)], "projection", (bx, JUNCTION))
