@@ -479,7 +479,7 @@ class Layout:
     width: float
     height: float
     title: str
-    subtitle: str
+    notes: list[str]  # lines under the title: the spec's description, wrapped, and how to read edges
     nodes: list[NodeBox]
     groups: list[GroupBox]
     edges: list[Edge]
@@ -491,15 +491,26 @@ def layout(scene: Scene) -> Layout:
     """The geometry of a scene (see `scene.build_scene`)."""
     root = _series(scene.root)
     root.legs.clear()  # nothing feeds the input node
-    subtitle = f"edges: tensor shape C{TIMES}H{TIMES}W"
-    head = MARGIN + HEADING_SIZE + 8 + TEXT_SIZE + 10
-    root.shift(MARGIN, head)
-    width = max(
-        root.w + 2 * MARGIN,
-        2 * MARGIN + text_width(scene.name, HEADING_SIZE, bold=True),
-        2 * MARGIN + text_width(subtitle, TEXT_SIZE),
+    legend = f"edges: tensor shape C{TIMES}H{TIMES}W"
+    text_w = max(
+        root.w, text_width(scene.name, HEADING_SIZE, bold=True), text_width(legend, TEXT_SIZE), 320.0
     )
+    notes = [*wrap(" ".join(scene.description.split()), text_w, TEXT_SIZE), legend]
+    head = MARGIN + HEADING_SIZE + 8 + LINE * len(notes) + 6
+    width = max(root.w, *(text_width(n, TEXT_SIZE) for n in notes)) + 2 * MARGIN
+    root.shift((width - root.w) / 2, head)  # the network centred under its title
     return Layout(
-        width, head + root.h + MARGIN, scene.name, subtitle,
+        width, head + root.h + MARGIN, scene.name, notes,
         root.nodes, root.groups, root.edges, root.labels, root.dots,
     )  # fmt: skip
+
+
+def wrap(text: str, width: float, size: float) -> list[str]:
+    """Words in lines no wider than `width` (a longer word gets a line of its own)."""
+    lines: list[str] = []
+    for word in text.split(" ") if text else []:
+        if lines and text_width(f"{lines[-1]} {word}", size) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines

@@ -112,10 +112,11 @@ def to_svg(lay: Layout, description: str = "") -> str:
         f'<text x="{_n(MARGIN)}" y="{_n(MARGIN + HEADING_SIZE * 0.8)}" font-size="{HEADING_SIZE}" '
         f'font-weight="bold" fill="{palette.TEXT}">{_t(lay.title)}</text>'
     )
-    out.append(
-        f'<text x="{_n(MARGIN)}" y="{_n(MARGIN + HEADING_SIZE + 8 + TEXT_SIZE * 0.8)}" '
-        f'font-size="{TEXT_SIZE}" fill="{palette.MUTED}">{_t(lay.subtitle)}</text>'
-    )
+    for i, note in enumerate(lay.notes):
+        out.append(
+            f'<text x="{_n(MARGIN)}" y="{_n(MARGIN + HEADING_SIZE + 8 + TEXT_SIZE * 0.8 + i * LINE)}" '
+            f'font-size="{TEXT_SIZE}" fill="{palette.MUTED}">{_t(note)}</text>'
+        )
     # outer boxes first, so inner ones lie on top
     for g in sorted(lay.groups, key=lambda g: -g.w * g.h):
         fill, stroke, dash = palette.GROUP[g.group.style]
