@@ -440,7 +440,6 @@ def _residual(r: Residual) -> Frame:
     out.dots.append((bx, JUNCTION))
     out.spine, out.entry_y = bx, 0.0
     _after(out, merge, r.after, bx)
-    out.h = 0.0
     return out.fit()
 
 
@@ -451,7 +450,7 @@ def _fork(fk: Fork) -> Frame:
     x = 0.0
     spines: list[float] = []
     for f in frames:
-        f.shift(x - 0.0, top)
+        f.shift(x, top)
         spines.append(f.spine)
         x += f.w + GAP_X
         out.take(f)

@@ -49,6 +49,12 @@ def family(kind: str) -> str:
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 
+def describe(node: LayerNode) -> str:
+    """A layer's text in a diagram, the one place it comes from (the DOT writer's wording for now; the
+    layer kinds will describe themselves)."""
+    return _layer_desc(node)
+
+
 def shape_text(shape: Shape) -> str:
     """A tensor shape as printed on edges: C, H and W joined by the multiplication sign."""
     return TIMES.join(map(str, shape))
@@ -195,21 +201,16 @@ class _Builder:
             part = self.node(node, depth)
             parts.extend(part.parts if isinstance(part, Series) else [part])
             i += 1
-        if len(parts) == 1 and _plain_sequential(parts[0]):
-            # a box that is all its parent holds repeats the parent's box: draw its content only
-            return self.seq_of(parts[0])  # type: ignore[arg-type]
+        inner = _plain_sequential(parts[0]) if len(parts) == 1 else None
+        if inner is not None:  # a box that is all its parent holds repeats the parent's box
+            return inner
         return Series(parts, in_shape)
-
-    @staticmethod
-    def seq_of(group: Group) -> Series:
-        assert isinstance(group.content, Series)
-        return group.content
 
     def fused(self, group: list[LayerNode]) -> Item:
         conv = group[0]
         rest = " + ".join("bn" if n.kind == "batchnorm" else n.kind for n in group[1:])
         return self.item(
-            "fused", [_layer_desc(conv), f"+ {rest}"], "conv", conv.path, tuple(n.path for n in group),
+            "fused", [describe(conv), f"+ {rest}"], "conv", conv.path, tuple(n.path for n in group),
             group[-1].out_shape,
         )  # fmt: skip
 
@@ -225,7 +226,7 @@ class _Builder:
 
     def node(self, node: Node, depth: int) -> Part:
         if isinstance(node, LayerNode):
-            return self.item("layer", [_layer_desc(node)], family(node.kind), node.path, (node.path,),
+            return self.item("layer", [describe(node)], family(node.kind), node.path, (node.path,),
                              node.out_shape)  # fmt: skip
         kind = _container_kind(node)
         if self.depth is not None and depth > self.depth:
@@ -267,13 +268,11 @@ def _single_item(series: Series) -> bool:
     return len(series.parts) == 1 and isinstance(series.parts[0], Item)
 
 
-def _plain_sequential(part: Part) -> bool:
-    return (
-        isinstance(part, Group)
-        and part.style == "block"
-        and part.kind == "sequential"
-        and isinstance(part.content, Series)
-    )
+def _plain_sequential(part: Part) -> Series | None:
+    """The content of an anonymous `sequential` block's box, else None."""
+    if isinstance(part, Group) and part.kind == "sequential" and isinstance(part.content, Series):
+        return part.content
+    return None
 
 
 def _name(part: Part, prefix: str) -> None:
