@@ -573,12 +573,28 @@ def diff(
         print_table(d, depth)
 
 
+class DiagramFormat(StrEnum):
+    svg = "svg"
+    mermaid = "mermaid"
+    dot = "dot"
+    png = "png"
+    pdf = "pdf"
+
+
 @app.command()
 def diagram(
     spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="net.svg, net.png, net.pdf (need Graphviz) or net.dot.")
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="net.svg, net.mmd or net.md (Mermaid), net.dot, net.png or net.pdf (Graphviz).",
+        ),
     ],
+    format: Annotated[
+        DiagramFormat | None, typer.Option("--format", "-f", help="Format (default: from the suffix).")
+    ] = None,
     depth: Annotated[
         int | None, typer.Option("--depth", "-d", help="Draw containers below this level as one node.")
     ] = None,
@@ -589,30 +605,34 @@ def diagram(
     set_: SetOption = None,
     allow_large: AllowLargeOption = False,
 ) -> None:
-    """Draw the architecture as a Graphviz diagram: stages as clusters, branches and residual
-    shortcuts as edges, output shapes on the edges.
+    """Draw the architecture: stages and blocks as boxes, parallel branches side by side, residual
+    shortcuts beside their blocks (dashed: identity), conv + BN + activation as one node, and the
+    tensor shape (C x H x W) on every edge.
 
-    netspec writes the DOT itself; `.svg`/`.png`/`.pdf` are rendered with Graphviz's `dot` binary
-    when it is installed; without it the `.dot` file is written and the command says how to install
-    Graphviz (exit 0). Example: `netspec diagram resnet50 -o resnet50.svg --depth 1`
+    `.svg` is laid out and drawn by netspec itself (no Graphviz needed); `.mmd`, `.md` or
+    `-f mermaid` writes a Mermaid flowchart (GitHub renders it in Markdown); `.dot` writes Graphviz
+    source; `.png`/`.pdf` are rendered by Graphviz's `dot` when it is installed, else the command
+    fails (exit 2) and names these choices. Example: `netspec diagram resnet50 -o resnet50.svg --collapse`
     """
-    from .diagram import INSTALL_HINT, render, to_dot
+    from .draw.output import GraphvizNotFoundError, format_of, write_diagram
 
+    fmt = format_of(output, format.value if format else None)
     try:
-        text = to_dot(load(spec, set_, input_size, allow_large), depth=depth, collapse=collapse)
+        notes = write_diagram(
+            load(spec, set_, input_size, allow_large), output, fmt, depth=depth, collapse=collapse
+        )
     except SpecError as exc:
         fail(exc)
-    try:
-        path = render(text, output)
+    except GraphvizNotFoundError as exc:
+        usage_error(str(exc))
     except OSError as exc:
         usage_error(f"cannot write {output}: {exc.strerror or exc}")
     except RuntimeError as exc:
         typer.echo(f"error: dot failed: {exc}", err=True)
         raise typer.Exit(1) from None
-    if path != output:
-        typer.echo(f"wrote {printable(str(path))} (not {printable(output.name)}): {INSTALL_HINT}")
-    else:
-        typer.echo(f"wrote {printable(str(path))}")
+    typer.echo(f"wrote {printable(str(output))}")
+    for note in notes:
+        typer.echo(f"note: {printable(note)}", err=True)
 
 
 NEW_SPEC_TEMPLATE = """\

@@ -6,7 +6,8 @@ the tensor it moves (C x H x W). A conv followed by its batch norm and activatio
 kinds say which: LayerKind.unit_role); each layer's label is its kind's `describe`.
 `depth` draws containers deeper than that level as single nodes; `collapse` draws the repeated
 blocks of a stage (consecutive blocks of one kind) as one node labelled "xN".
-`render` calls the `dot` binary when it is installed.
+`render` calls the `dot` binary when it is installed. netspec/draw/ lays out and draws SVG and Mermaid
+itself, with no binary.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from .lower import lower
 from .spec import Spec
 
 INSTALL_HINT = (
-    "Graphviz's `dot` is not installed: render the file with `dot -Tsvg FILE.dot -o FILE.svg` after "
-    "installing it (apt-get install graphviz, brew install graphviz, conda install graphviz, or "
-    "https://graphviz.org/download/), or paste it into an online viewer."
+    "Graphviz's `dot` is not installed: netspec draws .svg itself (`netspec diagram SPEC -o net.svg`); "
+    "for .png/.pdf install Graphviz (apt-get install graphviz, brew install graphviz, conda install "
+    "graphviz, or https://graphviz.org/download/)"
 )
 
 Port = tuple[str, tuple[int, ...]]  # (node id, shape of the tensor it outputs)
@@ -219,18 +220,16 @@ def dot_binary() -> str | None:
     return shutil.which("dot")
 
 
-def render(dot_text: str, output: Path) -> Path:
-    """Write `output`: the DOT text for .dot/.gv, else the `dot` binary's rendering (svg, png, pdf).
-    Without `dot`, writes OUTPUT.dot instead and returns that path."""
-    suffix = output.suffix.lower().lstrip(".")
+def render(dot_text: str, output: Path, fmt: str | None = None) -> Path:
+    """Write `output`: the DOT text for .dot/.gv, else the `dot` binary's rendering in `fmt` (default:
+    the suffix: png, pdf, svg, ...). Without `dot`, raises RuntimeError and writes nothing."""
+    suffix = fmt or output.suffix.lower().lstrip(".")
     if suffix in ("dot", "gv", ""):
         output.write_text(dot_text)
         return output
     binary = dot_binary()
     if binary is None:
-        path = output.with_suffix(".dot")
-        path.write_text(dot_text)
-        return path
+        raise RuntimeError(INSTALL_HINT)
     proc = subprocess.run(
         [binary, f"-T{suffix}", "-o", str(output)],
         input=dot_text,

@@ -186,15 +186,35 @@ def test_diagram_collapse_and_depth_reduce_nodes(tmp_path):
     assert "bottleneck x6" in collapsed_text
 
 
-def test_diagram_without_graphviz_writes_dot(tmp_path, monkeypatch):
-    import netspec.diagram
+@pytest.mark.parametrize("name", ["net.png", "net.pdf"])
+def test_diagram_png_pdf_without_graphviz_fail_naming_the_choices_writing_nothing(
+    tmp_path, monkeypatch, name
+):
+    import netspec.draw.output
 
-    monkeypatch.setattr(netspec.diagram, "dot_binary", lambda: None)
+    monkeypatch.setattr(netspec.draw.output, "dot_binary", lambda: None)
+    result = cli("diagram", "lenet5", "-o", str(tmp_path / name))
+    assert result.exit_code == 2
+    message = result.stderr
+    assert "graphviz" in message.lower() and "install" in message
+    assert all(choice in message for choice in (".svg", ".dot", "-f mermaid"))
+    assert list(tmp_path.iterdir()) == []  # never a silent .dot instead
+
+
+def test_diagram_svg_needs_no_graphviz(tmp_path, monkeypatch):
+    import netspec.diagram
+    import netspec.draw.output
+
+    def no_dot() -> None:
+        raise AssertionError("an .svg must not call Graphviz")
+
+    monkeypatch.setattr(netspec.draw.output, "dot_binary", no_dot)
+    monkeypatch.setattr(netspec.diagram, "dot_binary", no_dot)
+    monkeypatch.setenv("PATH", "")
     result = cli("diagram", "lenet5", "-o", str(tmp_path / "net.svg"))
     assert result.exit_code == 0, result.output
-    assert "install" in result.stdout and "graphviz" in result.stdout.lower()
-    parse_dot((tmp_path / "net.dot").read_text())
-    assert not (tmp_path / "net.svg").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["net.svg"]
+    assert (tmp_path / "net.svg").read_text().startswith("<?xml")
 
 
 # -- new -------------------------------------------------------------------------------------------

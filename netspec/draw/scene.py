@@ -1,0 +1,385 @@
+"""What a diagram shows, whatever draws it (SVG, Mermaid): the IR cut at `depth`, a stage's repeated
+blocks collapsed into one "xN" node, conv -> batch norm -> activation fused into one node, with the
+same meanings as the DOT writer's (netspec/diagram.py). The result is a series-parallel tree:
+
+- `Series`: parts stacked top to bottom, each feeding the next;
+- `Fork`: parallel branches on one input, their merge node (concat, add) and the layers after it;
+- `Residual`: a body beside its shortcut (identity when None), their merge node, the layers after it;
+- `Group`: a stage or block drawn as a labelled box around its content;
+- `Side`: a training-only auxiliary head that reads the main path, which passes by unchanged.
+
+Its leaves are `Item`s, the drawn nodes. Every item knows which IR paths it stands for (`covers`), so
+a reader can check that each layer is drawn exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..diagram import _block_key, _layer_desc, _role  # one decision, shared with DOT
+from ..ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
+from ..layers import KINDS
+from ..layers.activation import Activation
+from ..layers.base import Shape, UnitRole
+from ..layers.conv import Conv
+from ..layers.linear import Linear
+from ..layers.norm import BatchNorm, LocalResponseNorm
+from ..layers.pool import AdaptiveAvgPool, AvgPool, MaxPool
+
+ItemKind = Literal["layer", "fused", "repeat", "opaque", "merge", "io"]
+GroupStyle = Literal["stage", "block", "shortcut", "aux"]
+
+# the colour family of a layer kind; plug-in kinds and the rest are "other"
+_FAMILIES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (Conv, "convolution"),
+    ((BatchNorm, LocalResponseNorm), "norm"),
+    (Activation, "act"),
+    ((MaxPool, AvgPool, AdaptiveAvgPool), "pool"),
+    (Linear, "dense"),
+)
+
+
+def family(kind: str) -> str:
+    layer_kind = KINDS.get(kind)
+    return next((name for cls, name in _FAMILIES if isinstance(layer_kind, cls)), "other")
+
+
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+def describe(node: LayerNode) -> str:
+    """A layer's text in a diagram, the one place it comes from (the DOT writer's wording for now; the
+    layer kinds will describe themselves)."""
+    return _layer_desc(node)
+
+
+def shape_text(shape: Shape) -> str:
+    """A tensor shape as printed on edges: C, H and W joined by the multiplication sign."""
+    return TIMES.join(map(str, shape))
+
+
+@dataclass
+class Item:
+    """One drawn node."""
+
+    id: str
+    kind: ItemKind
+    lines: list[str]  # text under the title
+    family: str  # colour: a layer family (convolution, norm, act, pool, dense, other), block, merge, io
+    path: str  # module path of the (first) node drawn; a merge: its block's path; input/output: ""
+    covers: tuple[str, ...]  # IR paths drawn here: layers, or the containers a repeat/opaque node stands for
+    out_shape: Shape
+    title: str = ""  # set by `_name`: the path relative to the innermost box, or a fixed word
+    title_suffix: str = ""  # a repeat node: " .. NAME" of its last block
+
+    def text(self) -> list[str]:
+        return [self.title, *self.lines]
+
+
+@dataclass
+class Series:
+    parts: list[Part]
+    in_shape: Shape
+
+    @property
+    def out_shape(self) -> Shape:
+        main = [p for p in self.parts if not isinstance(p, Side)]
+        return main[-1].out_shape if main else self.in_shape
+
+
+@dataclass
+class Fork:
+    branches: list[Series]
+    merge: Item
+    after: Series
+    in_shape: Shape
+
+    @property
+    def out_shape(self) -> Shape:
+        return self.after.out_shape
+
+
+@dataclass
+class Residual:
+    body: Series
+    shortcut: Group | None  # None: identity
+    merge: Item
+    after: Series
+    in_shape: Shape
+
+    @property
+    def out_shape(self) -> Shape:
+        return self.after.out_shape
+
+
+@dataclass
+class Group:
+    style: GroupStyle
+    path: str
+    content: Part
+    kind: str = ""  # the block kind, for a block
+    suffix: str = ""  # after the name in the label: ": bottleneck"
+    label: str = ""  # set by `_name`: the name relative to the box around this one, and the suffix
+
+    @property
+    def out_shape(self) -> Shape:
+        return self.content.out_shape
+
+
+@dataclass
+class Side:
+    group: Group
+
+    @property
+    def out_shape(self) -> Shape:  # pragma: no cover - a side head has no output on the main path
+        return self.group.out_shape
+
+
+Part = Item | Series | Fork | Residual | Group | Side
+
+
+@dataclass
+class Scene:
+    name: str
+    description: str
+    root: Series  # input item, the network, output item
+    items: list[Item] = field(default_factory=list)
+
+
+def _rel(path: str, prefix: str) -> str:
+    """`path` inside the box of `prefix`: the box's label says the rest. A bare index keeps the box's
+    own last name (layer1.0, not 0)."""
+    if not prefix or not path.startswith(prefix + "."):
+        return path
+    rel = path[len(prefix) + 1 :]
+    return f"{prefix.rpartition('.')[2]}.{rel}" if rel[:1].isdigit() else rel
+
+
+def _container_kind(node: Node) -> str:
+    if isinstance(node, AuxNode):
+        return "aux"
+    return getattr(node, "block", None) or getattr(node, "role", "") or type(node).__name__
+
+
+class _Builder:
+    def __init__(self, depth: int | None, collapse: bool) -> None:
+        self.depth = depth
+        self.collapse = collapse
+        self.items: list[Item] = []
+
+    def item(self, kind: ItemKind, lines: list[str], fam: str, path: str, covers: tuple[str, ...],
+             out_shape: Shape, title: str = "") -> Item:  # fmt: skip
+        item = Item(f"n{len(self.items) + 1}", kind, lines, fam, path, covers, out_shape, title)
+        self.items.append(item)
+        return item
+
+    def seq(self, nodes: list[Node], depth: int, in_shape: Shape) -> Series:
+        parts: list[Part] = []
+        i = 0
+        while i < len(nodes):
+            node = nodes[i]
+            if _role(node) is UnitRole.CONV:
+                j = i + 1
+                if j < len(nodes) and _role(nodes[j]) is UnitRole.NORM:
+                    j += 1
+                if j < len(nodes) and _role(nodes[j]) is UnitRole.ACT:
+                    j += 1
+                if j > i + 1:
+                    parts.append(self.fused(nodes[i:j]))  # type: ignore[arg-type]
+                    i = j
+                    continue
+            if self.collapse and node.is_block:
+                j = i + 1
+                while j < len(nodes) and nodes[j].is_block and _block_key(nodes[j]) == _block_key(node):
+                    j += 1
+                if j - i > 1:
+                    parts.append(self.repeat(nodes[i:j]))
+                    i = j
+                    continue
+            part = self.node(node, depth)
+            parts.extend(part.parts if isinstance(part, Series) else [part])
+            i += 1
+        inner = _plain_sequential(parts[0]) if len(parts) == 1 else None
+        if inner is not None:  # a box that is all its parent holds repeats the parent's box
+            return inner
+        return Series(parts, in_shape)
+
+    def fused(self, group: list[LayerNode]) -> Item:
+        conv = group[0]
+        rest = " + ".join("bn" if _role(n) is UnitRole.NORM else n.kind for n in group[1:])
+        return self.item(
+            "fused", [describe(conv), f"+ {rest}"], "convolution", conv.path, tuple(n.path for n in group),
+            group[-1].out_shape,
+        )  # fmt: skip
+
+    def repeat(self, group: list[Node]) -> Item:
+        first, last = group[0], group[-1]
+        kind = getattr(first, "block", None) or "block"
+        item = self.item(
+            "repeat", [f"{kind} x{len(group)}"], "block", first.path, tuple(n.path for n in group),
+            last.out_shape,
+        )  # fmt: skip
+        item.title_suffix = f" .. {last.name}"
+        return item
+
+    def node(self, node: Node, depth: int) -> Part:
+        if isinstance(node, LayerNode):
+            return self.item("layer", [describe(node)], family(node.kind), node.path, (node.path,),
+                             node.out_shape)  # fmt: skip
+        kind = _container_kind(node)
+        if self.depth is not None and depth > self.depth:
+            return self.item("opaque", [kind], "block", node.path, (node.path,), node.out_shape)
+        if isinstance(node, AuxNode):
+            content = self.seq(node.children, depth + 1, node.in_shape)
+            return Side(Group("aux", node.path, content, suffix=" (aux, training only)"))
+        if isinstance(node, SeqNode):
+            content = self.seq(node.children, depth + 1, node.in_shape)
+            if node.role not in ("stage", "block"):
+                return content
+            if node.role == "block" and kind == "sequential" and _single_item(content):
+                return content.parts[0]  # a box around one node says nothing the node does not
+            if node.role == "stage":
+                return Group("stage", node.path, content)
+            return Group("block", node.path, content, kind, f": {kind}")
+        if isinstance(node, ResidualNode):
+            body = self.seq(node.body, depth + 1, node.in_shape)
+            shortcut = None
+            if node.shortcut is not None:
+                sc = node.shortcut
+                shortcut = Group("shortcut", sc.path, self.seq(sc.children, depth + 2, sc.in_shape))
+            merged = node.after[0].in_shape if node.after else node.out_shape
+            merge = self.item("merge", [], "merge", node.path, (), merged, title=node.merge)
+            after = self.seq(node.after, depth + 1, merged)
+            residual = Residual(body, shortcut, merge, after, node.in_shape)
+            return Group("block", node.path, residual, kind, f": {kind}")
+        if isinstance(node, ParallelNode):
+            branches = [self.seq(b.children, depth + 2, b.in_shape) for b in node.branches]
+            merged = node.after[0].in_shape if node.after else node.out_shape
+            merge = self.item("merge", [], "merge", node.path, (), merged, title=node.merge)
+            after = self.seq(node.after, depth + 1, merged)
+            fork = Fork(branches, merge, after, node.in_shape)
+            return Group("block", node.path, fork, kind, f": {kind}")
+        raise TypeError(type(node))  # pragma: no cover
+
+
+def _single_item(series: Series) -> bool:
+    return len(series.parts) == 1 and isinstance(series.parts[0], Item)
+
+
+def _plain_sequential(part: Part) -> Series | None:
+    """The content of an anonymous `sequential` block's box, else None."""
+    if isinstance(part, Group) and part.kind == "sequential" and isinstance(part.content, Series):
+        return part.content
+    return None
+
+
+def _name(part: Part, prefix: str) -> None:
+    """Names: each node's and box's path relative to the innermost box around it."""
+    if isinstance(part, Item):
+        if part.kind not in ("merge", "io"):
+            part.title = _rel(part.path, prefix) + part.title_suffix
+    elif isinstance(part, Series):
+        for p in part.parts:
+            _name(p, prefix)
+    elif isinstance(part, Group):
+        part.label = _rel(part.path, prefix) + part.suffix
+        _name(part.content, part.path)
+    elif isinstance(part, Side):
+        _name(part.group, prefix)
+    elif isinstance(part, Fork):
+        for b in part.branches:
+            _name(b, prefix)
+        _name(part.after, prefix)
+    elif isinstance(part, Residual):
+        _name(part.body, prefix)
+        if part.shortcut is not None:
+            _name(part.shortcut, prefix)
+        _name(part.after, prefix)
+
+
+def build_scene(root: SeqNode, name: str, description: str = "", *, depth: int | None = None,
+                collapse: bool = False) -> Scene:  # fmt: skip
+    """The scene of a lowered network (`lower(spec)`), cut at `depth`, blocks collapsed if asked."""
+    b = _Builder(depth, collapse)
+    inp = b.item("io", [shape_text(root.in_shape)], "io", "", (), root.in_shape, title="input")
+    net = b.seq(root.children, 0, root.in_shape)
+    out = b.item("io", [shape_text(root.out_shape)], "io", "", (), root.out_shape, title="output")
+    scene = Scene(name, description, Series([inp, *net.parts, out], root.in_shape), b.items)
+    _name(scene.root, "")
+    return scene
+
+
+EdgeStyle = Literal["flow", "skip", "projection", "side"]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An edge of the diagram: a tensor from one drawn node to one that reads it."""
+
+    src: str
+    dst: str
+    shape: Shape
+    style: EdgeStyle  # skip (identity) / projection: a residual's shortcut; side: into an auxiliary head
+
+
+Port = tuple[str, Shape, EdgeStyle]  # a node's output, and the style of the edges it starts
+
+
+def _wire(part: Part, inputs: list[Port], out: list[Connection]) -> list[Port]:
+    """Connect `inputs` to the nodes of `part` that read them; the ports `part` outputs."""
+    if isinstance(part, Item):
+        out.extend(Connection(src, part.id, shape, style) for src, shape, style in inputs)
+        return [(part.id, part.out_shape, "flow")]
+    if isinstance(part, Series):
+        for p in part.parts:
+            if isinstance(p, Side):
+                _wire(p.group, [(src, shape, "side") for src, shape, _ in inputs], out)
+            else:
+                inputs = _wire(p, inputs, out)
+        return inputs
+    if isinstance(part, Group):
+        return _wire(part.content, inputs, out)
+    if isinstance(part, Fork):
+        tails = [port for branch in part.branches for port in _wire(branch, inputs, out)]
+        return _wire(part.after, _wire(part.merge, tails, out), out)
+    if isinstance(part, Residual):
+        body = _wire(part.body, inputs, out)
+        short: list[Port]
+        if part.shortcut is None:
+            short = [(src, shape, "skip") for src, shape, _ in inputs]
+        else:
+            into: list[Port] = [(src, shape, "projection") for src, shape, _ in inputs]
+            short = [(src, shape, "projection") for src, shape, _ in _wire(part.shortcut, into, out)]
+        return _wire(part.after, _wire(part.merge, body + short, out), out)
+    raise TypeError(type(part))  # pragma: no cover
+
+
+def connections(scene: Scene) -> list[Connection]:
+    """Every edge of the diagram, in drawing order; each writer draws exactly these."""
+    out: list[Connection] = []
+    _wire(scene.root, [], out)
+    return out
+
+
+def walk_parts(part: Part) -> Iterator[Part]:
+    yield part
+    if isinstance(part, Series):
+        for p in part.parts:
+            yield from walk_parts(p)
+    elif isinstance(part, Group):
+        yield from walk_parts(part.content)
+    elif isinstance(part, Side):
+        yield from walk_parts(part.group)
+    elif isinstance(part, Fork):
+        for b in part.branches:
+            yield from walk_parts(b)
+        yield part.merge
+        yield from walk_parts(part.after)
+    elif isinstance(part, Residual):
+        yield from walk_parts(part.body)
+        if part.shortcut is not None:
+            yield from walk_parts(part.shortcut)
+        yield part.merge
+        yield from walk_parts(part.after)
