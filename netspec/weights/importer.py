@@ -10,12 +10,13 @@ from torch import Tensor, nn
 
 from ..errors import Problem, SpecError
 from ..spec import Spec
-from .checkpoint import load_checkpoint, printable
+from .checkpoint import Checkpoint, load_checkpoint, printable
 from .matching import (
     EVIDENCE,
     NAME,
     TRUSTED_ORDER,
     Ambiguity,
+    Pairing,
     Shape,
     match_state_dicts,
     optional,
@@ -174,26 +175,10 @@ def import_weights(
     order (torchvision's Inception blocks do; its RegNet does not); tensors left ambiguous then pair
     in order, if both sides have the same roles and shapes in the same order. Check with `verify`.
     """
-    from ..torch_backend import build
-
     if verify is not None:
         reference_builder(verify)  # a name that is not a known model fails before any work
-    if isinstance(spec_or_model, (str, Path)):
-        from ..resolve import load_spec
-        from ..zoo import find_spec
-
-        spec_or_model = load_spec(find_spec(str(spec_or_model)))
-    classes = None
-    if isinstance(spec_or_model, Spec):
-        model = build(spec_or_model)
-        name = spec_or_model.name
-        input_shape = input_shape or _input_shape(spec_or_model)
-        classes = spec_or_model.classes if isinstance(spec_or_model.classes, int) else None
-    elif isinstance(spec_or_model, nn.Module):
-        model = spec_or_model
-        name = type(model).__name__
-    else:
-        raise TypeError(f"import_weights takes a Spec or an nn.Module, not {type(spec_or_model).__name__}")
+    model, name, spec_shape, classes = _subject(spec_or_model)
+    input_shape = input_shape or spec_shape
     if verify is not None and input_shape is None:
         raise SpecError("verifying an nn.Module needs its input shape: pass input_shape=(C, H, W)")
 
@@ -201,13 +186,66 @@ def import_weights(
     source = checkpoint.tensors
     target = model.state_dict()
     pairing = match_state_dicts(source, target, parallel_branches(model), trust_order=trust_order)
-    mapping = dict(pairing.mapping)
+    mapping, wrong_dtype = _fitting_dtypes(pairing.mapping, source, target)
+    report = _report(str(checkpoint_path), checkpoint, pairing, mapping, wrong_dtype, target)
+    required = [k for k in target if not optional(k)]
+    if not any(k in mapping for k in required):
+        raise SpecError(_mismatch(report, source, target, name, "nothing in it fits"))
+    if strict and not report.complete:
+        raise SpecError(_mismatch(report, source, target, name, "it does not fit", pairing.same_order))
+    new_state = dict(target)
+    for dst, src in mapping.items():
+        new_state[dst] = source[src]
+    model.load_state_dict(new_state, strict=True)
+    if verify is not None:
+        assert input_shape is not None
+        report.verification = _verified(model, source, verify, tuple(input_shape), classes, report)
+    return model, report
+
+
+def _subject(
+    spec_or_model: Spec | nn.Module | str | Path,
+) -> tuple[nn.Module, str, tuple[int, int, int] | None, int | None]:
+    """The module to load into, its name, and (for a spec) its input shape and classes."""
+    from ..torch_backend import build
+
+    if isinstance(spec_or_model, (str, Path)):
+        from ..resolve import load_spec
+        from ..zoo import find_spec
+
+        spec_or_model = load_spec(find_spec(str(spec_or_model)))
+    if isinstance(spec_or_model, Spec):
+        classes = spec_or_model.classes if isinstance(spec_or_model.classes, int) else None
+        return build(spec_or_model), spec_or_model.name, _input_shape(spec_or_model), classes
+    if isinstance(spec_or_model, nn.Module):
+        return spec_or_model, type(spec_or_model).__name__, None, None
+    raise TypeError(f"import_weights takes a Spec or an nn.Module, not {type(spec_or_model).__name__}")
+
+
+def _fitting_dtypes(
+    pairs: dict[str, str], source: dict[str, Tensor], target: dict[str, Tensor]
+) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    """The pairs whose checkpoint tensor can be copied into the model's, and (key, dtypes) of the rest."""
+    mapping = dict(pairs)
     wrong_dtype = []
     for dst, src in list(mapping.items()):
         if not _dtype_fits(source[src], target[dst]):
             if not optional(dst):  # a batch norm's counter of another type is left out, not an error
                 wrong_dtype.append((dst, _name(source[src].dtype), _name(target[dst].dtype)))
             del mapping[dst]
+    return mapping, wrong_dtype
+
+
+def _report(
+    path: str,
+    checkpoint: Checkpoint,
+    pairing: Pairing,
+    mapping: dict[str, str],
+    wrong_dtype: list[tuple[str, str, str]],
+    target: dict[str, Tensor],
+) -> ImportReport:
+    """What the pairing loads, and every tensor on either side it leaves out, each under one heading."""
+    source = checkpoint.tensors
     used = set(mapping.values())
     unresolved_dst: set[str] = {k for k, _, _ in wrong_dtype}
     unresolved_src: set[str] = {pairing.mapping[k] for k in pairing.mapping if k not in mapping}
@@ -223,21 +261,15 @@ def import_weights(
         if source[src].dtype != target[dst].dtype and target[dst].is_floating_point():
             conversion = f"{_name(source[src].dtype)} -> {_name(target[dst].dtype)}"
             converted[conversion] = converted.get(conversion, 0) + 1
-    report = ImportReport(
-        checkpoint=str(checkpoint_path),
+    left_out_dst = bad_names | unresolved_dst
+    left_out_src = bad_names | unresolved_src
+    return ImportReport(
+        checkpoint=path,
         matched=[k for k in target if mapping.get(k) == k],
         remapped=[(mapping[k], k) for k in target if k in mapping and mapping[k] != k],
         evidence={k: pairing.evidence[k] for k in mapping},
-        missing=[
-            k
-            for k in target
-            if k not in mapping and k not in bad_names and k not in unresolved_dst and not optional(k)
-        ],
-        unexpected=[
-            k
-            for k in source
-            if k not in used and k not in bad_names and k not in unresolved_src and not optional(k)
-        ],
+        missing=[k for k in target if k not in mapping and k not in left_out_dst and not optional(k)],
+        unexpected=[k for k in source if k not in used and k not in left_out_src and not optional(k)],
         mis_shaped=mis_shaped,
         ambiguous=pairing.ambiguous,
         wrong_dtype=wrong_dtype,
@@ -246,19 +278,6 @@ def import_weights(
         ignored=checkpoint.ignored,
         nested_under=checkpoint.nested_under,
     )
-    required = [k for k in target if not optional(k)]
-    if not any(k in mapping for k in required):
-        raise SpecError(_mismatch(report, source, target, name, "nothing in it fits"))
-    if strict and not report.complete:
-        raise SpecError(_mismatch(report, source, target, name, "it does not fit", pairing.same_order))
-    new_state = dict(target)
-    for dst, src in mapping.items():
-        new_state[dst] = source[src]
-    model.load_state_dict(new_state, strict=True)
-    if verify is not None:
-        assert input_shape is not None
-        report.verification = _verified(model, source, verify, tuple(input_shape), classes, report)
-    return model, report
 
 
 def _verified(
