@@ -33,15 +33,19 @@ class Field:
     is_global: bool = False
 
     def through(self, kernel: tuple[int, int], stride: tuple[int, int], is_global: bool) -> Field:
-        if self.is_global or is_global:
+        if is_global:  # a global pool: one output pixel, no grid to step along
             return Field(self.rf, self.jump, True)
+        jump = (self.jump[0] * stride[0], self.jump[1] * stride[1])
+        if self.is_global:  # the field already covers the input (an SE gate); the grid still strides
+            return Field(self.rf, jump, True)
         rf = (self.rf[0] + (kernel[0] - 1) * self.jump[0], self.rf[1] + (kernel[1] - 1) * self.jump[1])
-        return Field(rf, (self.jump[0] * stride[0], self.jump[1] * stride[1]))
+        return Field(rf, jump)
 
     @staticmethod
     def widest(fields: list[Field]) -> Field:
-        if any(f.is_global for f in fields):
-            return next(f for f in fields if f.is_global)
+        if any(f.is_global for f in fields):  # the grid of the widest map (a gate is 1x1, broadcast)
+            jump = (max(f.jump[0] for f in fields), max(f.jump[1] for f in fields))
+            return Field(next(f for f in fields if f.is_global).rf, jump, True)
         return max(fields, key=lambda f: (f.rf[0] * f.rf[1], f.rf))
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import SpecError, printable
+from .errors import Location, Problem, SpecError, printable
 
 app = typer.Typer(
     name="netspec",
@@ -22,6 +22,15 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
+
+def _complete_spec(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of every SPEC argument: zoo names, then spec and model files."""
+    from .zoo import complete_spec
+
+    return complete_spec(incomplete)
+
+
+SpecArgument = Annotated[str, typer.Argument(help="Spec file (or zoo name).", autocompletion=_complete_spec)]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a field: `--set stages.2.depth=8` (value is YAML)."),
@@ -44,6 +53,13 @@ class Format(StrEnum):
     table = "table"
     json = "json"
     markdown = "markdown"
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
 
 
 def fail(error: SpecError) -> None:
@@ -108,7 +124,9 @@ def load(
 
 @app.command()
 def validate(
-    specs: Annotated[list[str], typer.Argument(help="Spec files (or zoo names).")],
+    specs: Annotated[
+        list[str], typer.Argument(help="Spec files (or zoo names).", autocompletion=_complete_spec)
+    ],
     set_: SetOption = None,
     allow_large: AllowLargeOption = False,
 ) -> None:
@@ -137,9 +155,22 @@ def validate(
 
 @app.command()
 def report(
-    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="Spec file (or zoo name), or a run directory (its spec.yaml and results), or a model:"
+            " `torchvision:NAME`, `timm:NAME`, `package.module:factory`, `model.py`.",
+            autocompletion=_complete_spec,
+        ),
+    ],
     input_size: InputOption = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown.")] = Format.table,
+    format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="table, json, markdown or html.")
+    ] = ReportFormat.table,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (json, markdown, html; default: stdout)."),
+    ] = None,
     depth: Annotated[int | None, typer.Option("--depth", "-d", help="Nesting levels to show.")] = None,
     set_: SetOption = None,
     scaling: Annotated[
@@ -170,17 +201,29 @@ def report(
     Totals at other input sizes follow the table (`--scaling auto`: 160/224/320 for a 224 input;
     `--scaling none` to omit them).
 
+    `-f html` writes one self-contained HTML file (no network needed to open it): the totals, the
+    diagram, the layer table with collapsible stages and blocks, the scaling, and for a run directory
+    (`netspec report runs/lenet5 -f html -o r.html`) its training curves and final metrics.
+
     Example: `netspec report specs/resnet50.yaml --input 3x160x160 --format json`,
-    `netspec report resnet50_d --check`
+    `netspec report resnet50_d --check`, `netspec report resnet50 -f html -o resnet50.html`
     """
     from .analysis import analyze
     from .report import print_table, scaling_sizes, to_json, to_markdown
     from .report import scaling as compute_scaling
 
-    if check:
-        _report_check(spec, set_, input_size, format, allow_large)
+    if format == ReportFormat.html and check:
+        usage_error("--check prints a table or JSON (-f json), not html")
+    if format == ReportFormat.table and output is not None:
+        usage_error("-o writes -f json, markdown or html; the table is printed")
+    if _is_model_reference(spec):  # torchvision:NAME, timm:NAME, pkg.module:factory, model.py
+        _report_model(spec, input_size, format.value, output, depth, set_, scaling, check)
         return
     try:
+        spec, run_dir = _spec_or_run(spec)
+        if check:
+            _report_check(spec, set_, input_size, Format(format.value), allow_large)
+            return
         spec_obj = load(spec, set_, input_size, allow_large)
         a = analyze(spec_obj)
     except SpecError as exc:
@@ -189,10 +232,71 @@ def report(
     if scaling and scaling != "none":
         sizes = [(s, s) for s in _sizes(scaling)] if scaling != "auto" else scaling_sizes(a.input_shape[1:])
         scale = compute_scaling(spec_obj, sizes)
+    if format == ReportFormat.html:
+        from .report_html import spec_html_report
+        from .run_record import read_run
+
+        try:
+            run = read_run(run_dir) if run_dir is not None else None
+        except SpecError as exc:
+            fail(exc)
+        write_or_print(spec_html_report(spec_obj, depth=depth, scale=scale, run=run), output)
+    elif format == ReportFormat.json:
+        write_or_print(to_json(a, depth, scale) + "\n", output)
+    elif format == ReportFormat.markdown:
+        write_or_print(to_markdown(a, depth, scale) + "\n", output)
+    else:
+        print_table(a, depth, scale)
+
+
+def _spec_or_run(spec: str) -> tuple[str, Path | None]:
+    """A spec argument that names a run directory means the spec it trained (its spec.yaml) and the run."""
+    from .run_record import is_run_dir, run_spec
+
+    path = Path(spec)
+    if path.is_dir() and is_run_dir(path):
+        return str(run_spec(path)), path
+    return spec, None
+
+
+def _is_model_reference(spec: str) -> bool:
+    from .foreign import is_model_reference
+
+    return is_model_reference(spec)
+
+
+def _report_model(
+    ref: str,
+    input_size: str | None,
+    format: str,
+    output: Path | None,
+    depth: int | None,
+    set_: list[str] | None,
+    scaling: str | None,
+    check: bool,
+) -> None:
+    """`report` of a model that is not a spec, traced (netspec/foreign): the same table, JSON and markdown."""
+    from .foreign import analyze_module, input_shape, load_model, model_scaling
+    from .report import print_table, scaling_sizes, to_json, to_markdown
+
+    if check or set_ or format not in (Format.table, Format.json, Format.markdown):
+        usage_error(f"{ref} is a model, not a spec: --check, --set and -f html take a spec")
+    try:
+        model = load_model(ref)
+        shape = input_shape(input_size, model.input_shape)
+        a, notes = analyze_module(model.module, shape, model.name)
+    except SpecError as exc:
+        fail(exc)
+    for note in notes:
+        typer.echo(f"note: {printable(note)}", err=True)
+    scale = None
+    if scaling and scaling != "none":
+        sizes = [(s, s) for s in _sizes(scaling)] if scaling != "auto" else scaling_sizes(a.input_shape[1:])
+        scale = model_scaling(model, shape[0], sizes)
     if format == Format.json:
-        typer.echo(to_json(a, depth, scale))
+        write_or_print(to_json(a, depth, scale) + "\n", output)
     elif format == Format.markdown:
-        typer.echo(to_markdown(a, depth, scale))
+        write_or_print(to_markdown(a, depth, scale) + "\n", output)
     else:
         print_table(a, depth, scale)
 
@@ -265,7 +369,7 @@ def zoo(
 
 @app.command()
 def explain(
-    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    spec: SpecArgument,
     set_: SetOption = None,
     allow_large: AllowLargeOption = False,
 ) -> None:
@@ -281,31 +385,67 @@ def explain(
         fail(exc)
 
 
+def _trained_source(spec: str) -> bool:
+    """SPEC names trained weights: a run directory, or a checkpoint / compiled weights file."""
+    path = Path(spec)
+    return path.is_dir() or (path.is_file() and path.suffix.lower() in (".pt", ".pth", ".safetensors"))
+
+
+def _warning(message: str) -> None:
+    typer.echo(f"warning: {printable(message)}", err=True)
+
+
 @app.command("compile")
 def compile_(
-    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="Spec file (or zoo name); or trained weights: a run directory, a training checkpoint"
+            " or a compiled .pt/.safetensors file.",
+            autocompletion=_complete_spec,
+        ),
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="File to write; its suffix picks the format.")
     ],
     format: Annotated[
         str | None,
         typer.Option(
-            "--format", "-f", help="state_dict (.pt), torchscript (.ts), export (.pt2) or onnx (.onnx)."
+            "--format",
+            "-f",
+            help="state_dict (.pt), torchscript (.ts), export (.pt2), onnx (.onnx) or safetensors.",
         ),
     ] = None,
     input_size: InputOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the weight initialisation.")] = None,
+    ema: Annotated[
+        bool, typer.Option("--ema", help="From a run or training checkpoint: its EMA weights.")
+    ] = False,
     set_: SetOption = None,
     allow_large: AllowLargeOption = False,
 ) -> None:
-    """Build the module and save it: weights with the spec embedded, TorchScript, torch.export or ONNX.
+    """Build the module and save it: weights with the spec embedded (.pt, .safetensors), TorchScript,
+    torch.export or ONNX. From a run directory (its spec.yaml and newest usable checkpoint) or a
+    checkpoint, the trained weights are written.
 
-    Example: `netspec compile specs/resnet50_d.yaml -o r50d.pt` (or `-o r50d.onnx`)
+    Example: `netspec compile specs/resnet50_d.yaml -o r50d.pt` (or `-o r50d.onnx`),
+    `netspec compile runs/lenet5 -o lenet5.onnx`, `netspec compile runs/lenet5 -o lenet5.safetensors`
     """
-    from .compile import save_compiled
+    from .compile import save_compiled, trained_model
 
     try:
-        path = save_compiled(load(spec, set_, input_size, allow_large), output, format, seed=seed)
+        if _trained_source(spec):
+            if set_ or input_size or seed is not None:
+                usage_error(
+                    "--set, --input and --seed change a spec: trained weights are compiled as trained"
+                )
+            spec_obj, model, used = trained_model(spec, ema=ema, note=_warning)
+            typer.echo(f"weights from {printable(str(used))}")
+            path = save_compiled(spec_obj, output, format, model=model)
+        else:
+            if ema:
+                usage_error("--ema reads a run's EMA weights: give a run directory or a checkpoint")
+            path = save_compiled(load(spec, set_, input_size, allow_large), output, format, seed=seed)
     except SpecError as exc:
         fail(exc)
     typer.echo(f"wrote {printable(str(path))}")
@@ -313,7 +453,7 @@ def compile_(
 
 @app.command("import-weights")
 def import_weights_(
-    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    spec: SpecArgument,
     checkpoint: Annotated[
         Path, typer.Argument(help="A torchvision/timm checkpoint (.pth, .pt, .bin, .safetensors).")
     ],
@@ -381,7 +521,7 @@ def import_weights_(
 
 @app.command()
 def export(
-    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    spec: SpecArgument,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
@@ -416,7 +556,8 @@ def train(
         str,
         typer.Argument(
             help="Spec file (or zoo name); its `train:` section is the recipe. Or a model file (`.py`,"
-            " as `netspec export` writes it): its build_model(), INPUT_SHAPE and RECIPE."
+            " as `netspec export` writes it): its build_model(), INPUT_SHAPE and RECIPE.",
+            autocompletion=_complete_spec,
         ),
     ],
     epochs: Annotated[int | None, typer.Option(help="train.epochs")] = None,
@@ -426,7 +567,16 @@ def train(
         str | None,
         typer.Option(help="digits (default) | synthetic[:N] | mnist:DIR | cifar10:DIR | imagefolder:DIR"),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<spec name>).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default: runs/<name>, runs/<name>-2, ...).")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Without --out: a new run goes to runs/NAME, or runs/NAME-2, -3, ... when that holds a"
+            " run; --resume continues the highest-numbered one (default NAME: the spec's name)."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="train.seed")] = None,
     download: Annotated[
@@ -436,12 +586,16 @@ def train(
         bool,
         typer.Option(
             "--resume",
-            help="Continue the run in --out from its last checkpoint (automatic when torchrun restarts it).",
+            help="Continue the run in --out (without --out: the newest runs/NAME[-k]) from its last"
+            " checkpoint (automatic when torchrun restarts it).",
         ),
     ] = False,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", help="Start the run in --out over (its checkpoints are deleted)."),
+        typer.Option(
+            "--overwrite",
+            help="Start the run in --out (without --out: runs/NAME) over (its checkpoints are deleted).",
+        ),
     ] = False,
     force_resume: Annotated[
         bool,
@@ -452,6 +606,25 @@ def train(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final metrics.")] = False,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per event on stdout.")] = False,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            metavar="WEIGHTS",
+            help="Start from pretrained weights (train.init.weights): a run directory or checkpoint, a"
+            " compiled .pt/.safetensors, or a torchvision/timm file; a head for other classes is"
+            " re-initialised and named.",
+        ),
+    ] = None,
+    verify: Annotated[
+        str | None,
+        typer.Option(
+            "--verify",
+            metavar="REF",
+            help="With --init of a torchvision/timm file (train.init.verify): check the pairing"
+            " against `torchvision.models.NAME` or `timm:NAME` (logits on a random batch).",
+        ),
+    ] = None,
     set_: SetOption = None,
     allow_large: AllowLargeOption = False,
 ) -> None:
@@ -462,8 +635,12 @@ def train(
 
     An exported (and maybe edited) model file trains the same way: `netspec train resnet50_d.py`.
 
+    Fine-tuning: `netspec train resnet18 --init r18.pt --set classes=10 --set train.freeze=[stem,layer1]`.
+
     Data-parallel: `torchrun --nproc_per_node 8 -m netspec.cli train SPEC ...` (batch_size per process).
     """
+    import json
+
     from .train import TrainError, train_overrides
     from .train import train as run
     from .train.pymodel import is_model_file
@@ -471,14 +648,21 @@ def train(
     flags = train_overrides(
         epochs=epochs, batch_size=batch_size, lr=lr, data=data, seed=seed, download=download
     )
-    log = "json" if json_lines else "quiet" if quiet else "auto"
+    flags += [f"train.init.{k}={json.dumps(v)}" for k, v in (("weights", init), ("verify", verify)) if v]
+    log = "json" if json_lines else "final" if quiet else "auto"  # each prints the summary line once
     try:
         overrides = [*(set_ or []), *flags]
-        where = {"out": out, "resume": resume, "overwrite": overwrite, "force_resume": force_resume}
+        where = {
+            "out": out,
+            "name": name,
+            "resume": resume,
+            "overwrite": overwrite,
+            "force_resume": force_resume,
+        }
         if is_model_file(spec):  # a .py file: the overrides reach its RECIPE
-            result = run(spec, device=device, log=log, overrides=overrides, **where)
+            run(spec, device=device, log=log, overrides=overrides, **where)
         else:
-            result = run(load(spec, overrides, allow_large=allow_large), device=device, log=log, **where)
+            run(load(spec, overrides, allow_large=allow_large), device=device, log=log, **where)
     except SpecError as exc:
         fail(exc)
     except TrainError as exc:
@@ -486,47 +670,101 @@ def train(
     except KeyboardInterrupt:
         typer.echo("interrupted: rerun with --resume to continue from the last checkpoint", err=True)
         raise typer.Exit(130) from None
-    if not json_lines and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone
-        top1 = (result.final or {}).get("val_top1")
-        last = f", val top-1 {top1:.2%}" if isinstance(top1, float) else ""
-        typer.echo(f"done: {result.out}{last} (best {result.best_top1:.2%} at epoch {result.best_epoch})")
 
 
 @app.command("eval")
 def eval_(
-    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name), or a model file (`.py`).")],
-    checkpoint: Annotated[
-        Path, typer.Option("--checkpoint", "-c", help="A checkpoint file or a run directory.")
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="Spec file (or zoo name), or a model file (`.py`); or a run directory alone (its"
+            " spec.yaml or model.py, and its newest checkpoint) or a training checkpoint (its run's).",
+            autocompletion=_complete_spec,
+        ),
     ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint", "-c", help="A checkpoint file or a run directory (default: SPEC's run)."
+        ),
+    ] = None,
     data: Annotated[str | None, typer.Option(help="Data set (default: the recipe's).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     ema: Annotated[bool, typer.Option("--ema", help="Evaluate the checkpoint's EMA weights.")] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Read the weights even if the spec differs from the run's.")
     ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object instead of the table.")] = False,
     set_: SetOption = None,
     allow_large: AllowLargeOption = False,
 ) -> None:
-    """Evaluate a checkpoint on the validation split: loss, top-1, top-5.
+    """Evaluate a checkpoint on the validation split: loss, top-1, top-5 (a table; `--json` for scripts:
+    `loss`, `top1`, `top5` as fractions, `n`, `checkpoint`, `epoch`).
 
-    Example: `netspec eval specs/lenet5.yaml --checkpoint runs/lenet5`
+    A run directory alone (`netspec eval runs/lenet5`) brings its own spec.yaml (or model.py). A
+    checkpoint shared without its `.sha256` is read after a warning; a wrong checksum is refused.
+
+    Example: `netspec eval specs/lenet5.yaml --checkpoint runs/lenet5`, `netspec eval runs/lenet5`
     """
     import json
 
     from .train import TrainError, evaluate_checkpoint
     from .train.pymodel import is_model_file
 
+    if _trained_source(spec):  # a run, or one of its checkpoints: the run's own network
+        from .train.rundir import run_dir_of
+
+        given = Path(spec)
+        run_dir = given if given.is_dir() else run_dir_of(given)
+        checkpoint = checkpoint or given
+        network = next((run_dir / n for n in ("spec.yaml", "model.py") if (run_dir / n).is_file()), None)
+        if network is None:
+            fail(
+                SpecError(
+                    Problem(
+                        f"'{spec}' is no run of netspec's: its directory has no spec.yaml or model.py",
+                        location=Location(spec, 1, 1),
+                        hint="give a spec file or zoo name, and the weights with --checkpoint",
+                    )
+                )
+            )
+        spec = str(network)
+    if checkpoint is None:
+        usage_error("give the weights: --checkpoint FILE_OR_RUN_DIR (or a run directory as SPEC)")
+    assert checkpoint is not None
+    common: dict[str, Any] = {"data": data, "device": device, "ema": ema, "note": _warning}
     try:
         if is_model_file(spec):
-            metrics = evaluate_checkpoint(spec, checkpoint, data=data, device=device, ema=ema, overrides=set_)
+            metrics = evaluate_checkpoint(spec, checkpoint, overrides=set_, **common)
         else:
             subject = load(spec, set_, allow_large=allow_large)
-            metrics = evaluate_checkpoint(subject, checkpoint, data=data, device=device, ema=ema, force=force)
+            metrics = evaluate_checkpoint(subject, checkpoint, force=force, **common)
     except SpecError as exc:
         fail(exc)
     except TrainError as exc:
         _train_error(exc)
-    typer.echo(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in metrics.items()}))
+    plain = {k: (str(v) if isinstance(v, Path) else v) for k, v in metrics.items()}
+    typer.echo(json.dumps(plain) if json_out else _metrics_table(plain))
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    """eval's metrics for a person: accuracies as percentages, the checkpoint and epoch they are of."""
+    labels = {"checkpoint": "checkpoint", "epoch": "epoch", "n": "images", "loss": "loss"}
+    labels |= {"top1": "top-1", "top5": "top-5"}
+    rows = []
+    for key in (*labels, *(k for k in metrics if k not in labels)):
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        if key in ("top1", "top5") and isinstance(value, float):
+            shown = f"{value:.2%}"
+        elif isinstance(value, float):
+            shown = f"{value:.4f}"
+        else:
+            shown = printable(str(value))
+        rows.append((labels.get(key, key), shown))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
 
 @app.command()
@@ -545,8 +783,12 @@ def schema(
 
 @app.command()
 def diff(
-    spec_a: Annotated[str, typer.Argument(help="The first spec (file or zoo name).")],
-    spec_b: Annotated[str, typer.Argument(help="The second spec (file or zoo name).")],
+    spec_a: Annotated[
+        str, typer.Argument(help="The first spec (file or zoo name).", autocompletion=_complete_spec)
+    ],
+    spec_b: Annotated[
+        str, typer.Argument(help="The second spec (file or zoo name).", autocompletion=_complete_spec)
+    ],
     format: Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown.")] = Format.table,
     depth: Annotated[int | None, typer.Option("--depth", "-d", help="Nesting levels to show.")] = None,
     set_: SetOption = None,
@@ -583,7 +825,7 @@ class DiagramFormat(StrEnum):
 
 @app.command()
 def diagram(
-    spec: Annotated[str, typer.Argument(help="Spec file (or zoo name).")],
+    spec: SpecArgument,
     output: Annotated[
         Path,
         typer.Option(
@@ -635,6 +877,46 @@ def diagram(
         typer.echo(f"note: {printable(note)}", err=True)
 
 
+@app.command()
+def card(
+    spec: Annotated[
+        str,
+        typer.Argument(help="Spec file (or zoo name), or a run directory.", autocompletion=_complete_spec),
+    ],
+    run: Annotated[
+        Path | None, typer.Argument(help="A run directory of this spec: its curves and results.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write, e.g. README.md (default: stdout).")
+    ] = None,
+    set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
+) -> None:
+    """Write a model card: Hugging Face's README.md format (a YAML metadata block with
+    `library_name: netspec`, tags, data set and `model-index` results, then Markdown): the paper from
+    the spec's header comment, params/MACs/memory at its input sizes, a Mermaid diagram, the recipe,
+    and for a run its curves and final metrics.
+
+    Example: `netspec card resnet18 -o README.md`, `netspec card lenet5 runs/lenet5 -o runs/lenet5/README.md`
+    """
+    from .card import check_run_of, model_card
+    from .run_record import RunRecord, read_run
+
+    try:
+        spec, run_dir = _spec_or_run(spec)
+        spec_obj = load(spec, set_, allow_large=allow_large)
+        record: RunRecord | None = None
+        if run is not None:
+            record = read_run(run)
+            check_run_of(spec_obj, run)
+        else:
+            record = read_run(run_dir) if run_dir is not None else None
+        text = model_card(spec_obj, record, card_dir=output.parent if output is not None else None)
+    except SpecError as exc:
+        fail(exc)
+    write_or_print(text, output)
+
+
 NEW_SPEC_TEMPLATE = """\
 # yaml-language-server: $schema={schema}
 # {name}: derived from the zoo spec {base} (see `netspec explain {name}.yaml` for the resolved spec).
@@ -655,7 +937,10 @@ name: {name}
 @app.command()
 def new(
     name: Annotated[str, typer.Argument(help="Name of the new spec (also its file name).")],
-    from_: Annotated[str, typer.Option("--from", help="The zoo spec (or spec file) to extend.")],
+    from_: Annotated[
+        str,
+        typer.Option("--from", help="The zoo spec (or spec file) to extend.", autocompletion=_complete_spec),
+    ],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: NAME.yaml).")
     ] = None,
@@ -668,7 +953,7 @@ def new(
     import os.path
     import re
 
-    from .zoo import find_spec, zoo_dir
+    from .zoo import ZOO_PREFIX, find_spec, is_zoo_spec
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
         usage_error(f"'{name}' is not a spec name: use letters, digits, _ . - (no spaces or slashes)")
@@ -686,12 +971,10 @@ def new(
     if path.exists():
         usage_error(f"{path} exists: not overwriting it (pick another name or -o FILE)")
     folder = path.resolve().parent
-    schema = Path(zoo_dir()).parent / "netspec.schema.json"
+    # a zoo spec is named, not reached by a path into wherever netspec is installed
+    extends = f"{ZOO_PREFIX}{base.stem}" if is_zoo_spec(base) else os.path.relpath(base.resolve(), folder)
     text = NEW_SPEC_TEMPLATE.format(
-        schema=os.path.relpath(schema, folder) if schema.exists() else "netspec.schema.json",
-        name=name,
-        base=base.stem,
-        extends=os.path.relpath(base.resolve(), folder),
+        schema=_schema_reference(folder), name=name, base=base.stem, extends=extends
     )
     try:
         with path.open("x") as f:
@@ -699,6 +982,18 @@ def new(
     except OSError as exc:
         usage_error(f"cannot write {path}: {exc.strerror}")
     typer.echo(f"wrote {path} (extends {base.stem}); check it with `netspec report {path}`")
+
+
+def _schema_reference(folder: Path) -> str:
+    """Where a spec in `folder` finds the JSON Schema shipped inside the package (package data, so it
+    exists in a checkout and in an install alike): relative, as the YAML language server resolves it
+    against the spec's own directory; a file URI where no relative path exists (another drive)."""
+    from .data import SCHEMA_FILE
+
+    try:
+        return Path(os.path.relpath(SCHEMA_FILE, folder)).as_posix()
+    except ValueError:
+        return SCHEMA_FILE.as_uri()
 
 
 def _name_problem(name: str) -> str | None:
@@ -728,6 +1023,26 @@ def kinds() -> None:
         typer.echo(f"{name:18} {kind.doc}  [{fields}]")
     for composite in TABLE:
         typer.echo(f"{composite.name:18} {composite.doc}  [{', '.join(composite.fields)}]")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        typer.echo(f"netspec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print netspec's version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """A declarative YAML architecture compiler for convolutional networks."""
 
 
 def _one_line_plugin_warnings() -> None:

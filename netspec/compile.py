@@ -10,6 +10,12 @@ Formats (chosen by `fmt`, else by the file's suffix):
   `torch.export.save` (`torch.export.load(path).module()` runs it).
 - onnx (.onnx): `torch.onnx.export(dynamo=True)` in eval mode, dynamic batch, one self-contained file.
   Needs the `onnx` and `onnxscript` packages (`pip install "netspec[onnx]"`).
+- safetensors (.safetensors): the state_dict as a safetensors file whose metadata (str -> str) holds
+  the same entries as the .pt file's: `format`, `spec` (resolved YAML), `spec_name`, `input_shape`
+  (JSON), `netspec_version`. `safetensors.torch.load_file` reads the weights; `load_compiled` rebuilds.
+
+What is compiled may be a spec (fresh weights) or a trained one (`trained_model`: a run directory,
+with its spec.yaml and newest usable checkpoint, a training checkpoint, or a compiled file).
 
 Every exported graph is the eval-mode network: models with `aux` heads return their logits only.
 """
@@ -28,20 +34,21 @@ from torch import nn
 
 from ._version import __version__
 from .analysis import analyze
-from .errors import Problem, SpecError
+from .errors import Location, Problem, SpecError
 from .memory import check_memory, estimate
 from .resolve import loads_spec, resolved_spec_text
 from .spec import Limits, Spec
 from .torch_backend import build
 
 FORMAT_TAG = "netspec/1"
-FORMATS = ("state_dict", "torchscript", "export", "onnx")
+FORMATS = ("state_dict", "torchscript", "export", "onnx", "safetensors")
 SUFFIX_FORMATS = {
     ".pt": "state_dict",
     ".pth": "state_dict",
     ".ts": "torchscript",
     ".pt2": "export",
     ".onnx": "onnx",
+    ".safetensors": "safetensors",
 }
 _ONNX_INLINE_LIMIT = 1_800_000_000  # bytes of weights; protobuf files stop at 2 GiB
 _TRACED = ("export", "onnx")  # the formats that run the module on an example batch
@@ -98,6 +105,8 @@ def save_compiled(
     size = _size(input_size)
     if fmt == "onnx":
         _require_onnx()
+    if fmt == "safetensors":
+        _require_safetensors()
     given = model is not None
     a = analyze(spec, size)
     shape = tuple(a.input_shape)
@@ -109,8 +118,8 @@ def save_compiled(
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     try:
-        if fmt == "state_dict":
-            _save_state_dict(spec, model, path, size, shape, check=given)
+        if fmt in ("state_dict", "safetensors"):
+            _save_state_dict(spec, model, path, size, shape, check=given, fmt=fmt)
         elif fmt == "torchscript":
             model.eval()
             _save_torchscript(model, path)
@@ -136,6 +145,7 @@ def _save_state_dict(
     size: tuple[int, int] | None,
     shape: tuple[int, ...],
     check: bool,
+    fmt: str = "state_dict",
 ) -> None:
     text = resolved_spec_text(spec, size)
     state = model.state_dict()
@@ -160,7 +170,65 @@ def _save_state_dict(
         "input_shape": list(shape),
         "state_dict": {k: v.detach().cpu() for k, v in state.items()},
     }
-    torch.save(payload, path)
+    if fmt == "safetensors":
+        _save_safetensors(payload, path)
+    else:
+        torch.save(payload, path)
+
+
+def _save_safetensors(payload: dict[str, Any], path: Path) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    # safetensors metadata is str -> str: the input shape as JSON, everything else already text
+    metadata = {
+        k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items() if k != "state_dict"
+    }
+    # one contiguous copy per tensor: safetensors refuses views and tensors sharing memory
+    tensors = {k: v.contiguous().clone() for k, v in payload["state_dict"].items()}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def _require_safetensors() -> None:
+    if importlib.util.find_spec("safetensors") is None:
+        raise CompileError(
+            Problem(
+                "writing .safetensors needs the `safetensors` package, which is not installed",
+                hint='pip install "netspec[safetensors]" (or: pip install safetensors)',
+            )
+        )
+
+
+def read_safetensors(path: str | Path) -> dict[str, Any]:
+    """The entries of a .safetensors file `save_compiled` wrote (as `read_compiled` returns them for a
+    .pt file): its metadata, the input shape parsed, and its tensors as `state_dict`."""
+    import json
+
+    path = Path(path)
+    _require_safetensors()
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception as exc:
+        raise CompileError(f"'{path}' is not a readable safetensors file: {_first_line(exc)}") from None
+    if metadata.get("format") != FORMAT_TAG or "spec" not in metadata:
+        raise CompileError(
+            Problem(
+                f"'{path}' is a safetensors file without netspec's metadata (no format {FORMAT_TAG!r}"
+                " and spec)",
+                hint="to load a torchvision/timm checkpoint into a spec, use import_weights",
+            )
+        )
+    doc: dict[str, Any] = {**metadata, "state_dict": tensors}
+    try:
+        doc["input_shape"] = json.loads(metadata.get("input_shape", "null"))
+    except ValueError:
+        doc["input_shape"] = None
+    return doc
 
 
 def _save_torchscript(model: nn.Module, path: Path) -> None:
@@ -280,6 +348,65 @@ def read_compiled(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+def trained_model(
+    source: str | Path, *, ema: bool = False, note: Any = None, limits: Limits | None = None
+) -> tuple[Spec, nn.Module, Path]:
+    """A trained network to compile: (its spec, the module with the trained weights, the weights file).
+
+    `source` is a run directory (its spec.yaml and newest usable checkpoint; `ema`: the EMA weights),
+    a training checkpoint (its run directory's spec.yaml; one shared without its `.sha256` is read
+    after a `note`, one with a wrong checksum refused), or a compiled .pt/.safetensors file (its
+    embedded spec). A model file's run (model.py, no spec.yaml) is not a spec to compile."""
+    from .train import rundir
+    from .train.finetune import read_init
+
+    path = Path(source)
+    if path.is_file() and format_for(path, None) in ("state_dict", "safetensors"):
+        obj = read_safetensors(path) if format_for(path, None) == "safetensors" else _compiled_or_none(path)
+        if obj is not None:
+            spec = loads_spec(str(obj["spec"]), f"{path}:spec", limits=limits)
+            return spec, _loaded(spec, obj["state_dict"], path), path
+    run_dir = path if path.is_dir() else rundir.run_dir_of(path)
+    saved = run_dir / "spec.yaml"
+    if not saved.is_file():
+        why = (
+            "a model file's run (model.py): compile the model file's network in Python"
+            if (run_dir / "model.py").is_file()
+            else "no spec.yaml"
+        )
+        raise CompileError(
+            Problem(
+                f"'{run_dir}' is not a run of a spec ({why})",
+                location=Location(str(run_dir), 1, 1),
+                hint="give a spec file, a zoo name, a run directory or a compiled file",
+            )
+        )
+    from .resolve import load_spec
+
+    spec = load_spec(saved, limits=limits)
+    tensors, used = read_init(path, ema, note or (lambda _: None))
+    if tensors is None:
+        raise CompileError(f"'{path}' is not a netspec checkpoint")
+    return spec, _loaded(spec, tensors, used.path), used.path
+
+
+def _compiled_or_none(path: Path) -> dict[str, Any] | None:
+    """A compiled state_dict file's entries; None for another torch file (a training checkpoint)."""
+    from .weights import safe_torch_load
+
+    obj = safe_torch_load(path, "file")
+    return read_compiled(path) if isinstance(obj, dict) and obj.get("format") == FORMAT_TAG else None
+
+
+def _loaded(spec: Spec, state_dict: dict[str, Any], path: Path) -> nn.Module:
+    model = build(spec, seed=0)  # a forked RNG: the caller's random state is left alone
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise CompileError(f"the weights in '{path}' do not fit its spec: {_first_line(exc)}") from None
+    return model.eval()
+
+
 def load_compiled(path: str | Path, fmt: str | None = None, *, limits: Limits | None = None) -> nn.Module:
     """Read back a file `save_compiled` wrote, as a module in eval mode.
 
@@ -297,7 +424,7 @@ def load_compiled(path: str | Path, fmt: str | None = None, *, limits: Limits | 
         raise CompileError(f"'{path}' does not exist" if not path.exists() else f"'{path}' is not a file")
     if fmt in ("torchscript", "export"):
         return _load_program(path, fmt)
-    obj = read_compiled(path)
+    obj = read_safetensors(path) if fmt == "safetensors" else read_compiled(path)
     if not isinstance(obj["spec"], str):
         raise CompileError(f"'{path}' has no spec text in its 'spec' entry")
     spec = loads_spec(obj["spec"], f"{path}:spec", limits=limits)
@@ -318,6 +445,8 @@ __all__ = [
     "load_compiled",
     "onnx_available",
     "read_compiled",
+    "read_safetensors",
     "resolved_spec_text",
     "save_compiled",
+    "trained_model",
 ]

@@ -1,11 +1,13 @@
 """A small, safe expression language for `${...}` in spec values.
 
 Expressions are parsed with Python's `ast` and walked by hand: only literals, names from the scope,
-arithmetic, comparisons, boolean logic, conditionals and a few pure functions are allowed. There is
-no attribute access, no subscripting, no eval/exec. Every number is bounded, every function checks
-the size of its arguments, and text built from expressions is bounded, so an expression can neither
-run code nor eat memory or time. Every failure, whatever raised it, leaves `evaluate` as an
-ExprError, which the lowering reports at the value's line.
+arithmetic, comparisons, boolean logic, conditionals, a few pure functions and lists of numbers
+(literals, `xs[i]`, one-`for` comprehensions: enough to derive a design space such as RegNet's from
+its parameters) are allowed. There is no attribute access, no slicing, no eval/exec. Every number is
+bounded, lists hold at most MAX_LIST_LEN numbers, every evaluation counts its steps (each node, and
+each list element a function reads or makes) up to MAX_EVAL_STEPS, and text built from expressions
+is bounded, so an expression can neither run code nor eat memory or time. Every failure, whatever
+raised it, leaves `evaluate` as an ExprError, which the lowering reports at the value's line.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import ast
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections import ChainMap
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 MAX_EXPR_CHARS = 500
 MAX_ABS_INT = 1 << 62
@@ -26,6 +29,9 @@ MAX_ROUND_DIGITS = 64  # round(x, n) computes 10 ** |n|: n must be small
 MAX_NUMBER_TEXT = 40  # int('...') / float('...') read a number written as text, not a bigint
 MAX_TEXT_CHARS = 4096  # text with `${...}` inside it is a name or a label, never a page
 MAX_TEXT_EXPRESSIONS = 100  # `${...}` in one text
+MAX_LIST_LEN = 10_000  # a list is a design space's per-block or per-stage values, not a data set
+MAX_EVAL_STEPS = 100_000  # nodes visited plus list elements handled, per evaluation: a fraction of a second
+MAX_EXP_ARG = 709  # math.exp(710) overflows a float
 
 _EXPR = re.compile(r"\$\{([^{}]*)\}")
 
@@ -70,7 +76,21 @@ def _checked(value: Any) -> Any:
         if not math.isfinite(value):
             raise ExprError("result is not a finite number")
         return value
+    if isinstance(value, list):
+        if len(value) > MAX_LIST_LEN:
+            raise ExprError(f"a list of {len(value):,} elements: lists hold at most {MAX_LIST_LEN:,}")
+        for x in value:
+            if not _is_number(x):
+                raise ExprError(f"lists hold numbers, not {_show(x)}")
+            _checked(x)
+        return value
     raise ExprError(f"result {_show(value)} is not a real number")
+
+
+def _list(value: Any, context: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ExprError(f"{context} needs a list, got {_show(value)}")
+    return value
 
 
 # -- the functions: each checks its arguments before doing any work ------------------------------
@@ -89,12 +109,20 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return new
 
 
+def _extremum(pick: Callable[..., Any], name: str, args: tuple[Any, ...]) -> Any:
+    """`min(a, b, ...)`, or as in Python `min(xs)` of one list."""
+    values = _list(args[0], f"{name}() of one argument") if len(args) == 1 else args
+    if not values:
+        raise ExprError(f"{name}() of an empty list")
+    return pick(_number(a, f"{name}()") for a in values)
+
+
 def _min(*args: Any) -> Any:
-    return min(_number(a, "min()") for a in args)
+    return _extremum(min, "min", args)
 
 
 def _max(*args: Any) -> Any:
-    return max(_number(a, "max()") for a in args)
+    return _extremum(max, "max", args)
 
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() would also read '٣' or '1_0'
@@ -133,6 +161,58 @@ def _sqrt(x: Any) -> float:
     return math.sqrt(x)
 
 
+def _log(x: Any) -> float:
+    if _number(x, "log()") <= 0:
+        raise ExprError(f"log() of a number that is not positive ({_show(x)})")
+    return math.log(x)
+
+
+def _log2(x: Any) -> float:
+    if _number(x, "log2()") <= 0:
+        raise ExprError(f"log2() of a number that is not positive ({_show(x)})")
+    return math.log2(x)
+
+
+def _exp(x: Any) -> float:
+    if _number(x, "exp()") > MAX_EXP_ARG:
+        raise ExprError(f"exp({_show(x)}) overflows: the argument must be at most {MAX_EXP_ARG}")
+    return math.exp(x)
+
+
+def _range(*args: Any) -> list[int]:
+    """Python's range, as a list of at most MAX_LIST_LEN integers."""
+    start, stop, step = 0, 0, 1
+    bounds = [_integer(a, "range()'s arguments", -MAX_ABS_INT) for a in args]
+    if len(bounds) == 1:
+        stop = bounds[0]
+    else:
+        start, stop, step = (*bounds, 1)[:3]
+    if step == 0:
+        raise ExprError("range() step must not be zero")
+    length = len(range(start, stop, step))  # computed, not built
+    if length > MAX_LIST_LEN:
+        raise ExprError(f"range() of {length:,} numbers: lists hold at most {MAX_LIST_LEN:,}")
+    return list(range(start, stop, step))
+
+
+def _len(xs: Any) -> int:
+    return len(_list(xs, "len()"))
+
+
+def _sum(xs: Any) -> int | float:
+    return sum(_number(x, "sum()") for x in _list(xs, "sum()"))
+
+
+def _unique(xs: Any) -> list[Any]:
+    """The distinct values in ascending order (numpy's `unique`, as pycls groups RegNet's blocks)."""
+    return sorted({_number(x, "unique()") for x in _list(xs, "unique()")})
+
+
+def _count(xs: Any, value: Any) -> int:
+    """How many elements equal `value` (Python's `list.count`)."""
+    return sum(1 for x in _list(xs, "count()") if x == value)
+
+
 @dataclass(frozen=True)
 class Function:
     """A function expressions may call, and how many arguments it takes."""
@@ -152,7 +232,15 @@ FUNCTIONS: dict[str, Function] = {
     "floor": Function(lambda x: math.floor(_number(x, "floor()")), 1, 1),
     "ceil": Function(lambda x: math.ceil(_number(x, "ceil()")), 1, 1),
     "sqrt": Function(_sqrt, 1, 1),
+    "log": Function(_log, 1, 1),
+    "log2": Function(_log2, 1, 1),
+    "exp": Function(_exp, 1, 1),
     "make_divisible": Function(make_divisible, 1, 3),
+    "range": Function(_range, 1, 3),
+    "len": Function(_len, 1, 1),
+    "sum": Function(_sum, 1, 1),
+    "unique": Function(_unique, 1, 1),
+    "count": Function(_count, 2, 2),
 }
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
@@ -173,15 +261,30 @@ _ORDER: dict[type, Callable[[Any, Any], bool]] = {
 }
 
 
+@dataclass
+class Steps:
+    """The steps evaluations took (nodes visited, list elements handled): what a caller's work budget
+    charges, so that many long list comprehensions cost more than many short formulas."""
+
+    taken: int = 0
+
+
 class _Evaluator:
     def __init__(self, scope: Mapping[str, Any]):
         self.scope = scope
         self.depth = 0
+        self.steps = 0
+
+    def spend(self, steps: int) -> None:
+        self.steps += steps
+        if self.steps > MAX_EVAL_STEPS:
+            raise ExprError(f"expression takes more than {MAX_EVAL_STEPS:,} steps to evaluate")
 
     def eval(self, node: ast.AST) -> Any:
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise ExprError(f"'{type(node).__name__}' is not allowed in an expression")
+        self.spend(1)
         self.depth += 1
         if self.depth > MAX_EXPR_DEPTH:
             raise ExprError(f"expression is nested more than {MAX_EXPR_DEPTH} levels deep")
@@ -218,7 +321,43 @@ class _Evaluator:
             raise ExprError(f"'{node.id}' is {value}, not a finite number")
         if isinstance(value, int) and abs(value) > MAX_ABS_INT:
             raise ExprError(f"'{node.id}' is too large (more than 2 ** 62 in size)")
+        if isinstance(value, list) and len(value) > MAX_LIST_LEN:
+            raise ExprError(f"'{node.id}' has {len(value):,} elements: lists hold at most {MAX_LIST_LEN:,}")
         return value
+
+    def _List(self, node: ast.List) -> list[Any]:
+        return _checked([self.eval(e) for e in node.elts])
+
+    def _Subscript(self, node: ast.Subscript) -> Any:
+        """`xs[i]`: one element of a list, negative indices counting from the end as in Python."""
+        if isinstance(node.slice, ast.Slice):
+            raise ExprError("slices are not supported: index one element, `xs[i]`")
+        xs = _list(self.eval(node.value), "indexing")
+        index = self.eval(node.slice)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ExprError(f"a list index is an integer, got {_show(index)}")
+        if not -len(xs) <= index < len(xs):
+            valid = f"-{len(xs)} to {len(xs) - 1}" if xs else "none: the list is empty"
+            raise ExprError(f"index {index} is out of range for a list of {len(xs)} (indices {valid})")
+        return xs[index]
+
+    def _ListComp(self, node: ast.ListComp) -> list[Any]:
+        """`[f(x) for x in xs if c(x)]`: one `for` over a list, its name seen only inside."""
+        if len(node.generators) != 1:
+            raise ExprError("a list comprehension takes one `for`")
+        loop = node.generators[0]
+        if not isinstance(loop.target, ast.Name):
+            raise ExprError("a list comprehension's `for` names one variable (`for i in ...`)")
+        xs = _list(self.eval(loop.iter), "a list comprehension's `for`")
+        outer, out = self.scope, []
+        try:
+            for x in xs:
+                self.scope = ChainMap({loop.target.id: x}, cast(MutableMapping[str, Any], outer))
+                if all(self.eval(test) for test in loop.ifs):
+                    out.append(self.eval(node.elt))
+        finally:
+            self.scope = outer
+        return _checked(out)
 
     def _BinOp(self, node: ast.BinOp) -> Any:
         op = _BINOPS.get(type(node.op))
@@ -300,11 +439,17 @@ class _Evaluator:
             plural = "" if function.max_args == 1 else "s"
             raise ExprError(f"{node.func.id}() takes {count} argument{plural}, got {len(node.args)}")
         args = [self.eval(a) for a in node.args]
-        return _checked(function.call(*args))
+        # a function's work is proportional to the lists it reads and makes
+        self.spend(sum(len(a) for a in args if isinstance(a, list)))
+        result = _checked(function.call(*args))
+        if isinstance(result, list):
+            self.spend(len(result))
+        return result
 
 
-def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
-    """Evaluate one expression (the text inside `${...}`). Raises ExprError, and nothing else."""
+def evaluate(source: str, scope: Mapping[str, Any], steps: Steps | None = None) -> Any:
+    """Evaluate one expression (the text inside `${...}`), adding the steps it took to `steps`.
+    Raises ExprError, and nothing else."""
     if len(source) > MAX_EXPR_CHARS:
         raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
     text = source.strip()
@@ -320,8 +465,9 @@ def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         raise ExprError("expression is nested too deeply") from None
     # The one place where evaluation failures become ExprError: the checks above name most of them
     # precisely; whatever they miss is still the user's expression failing, never a crash.
+    evaluator = _Evaluator(scope)
     try:
-        return _Evaluator(scope).eval(tree)
+        return evaluator.eval(tree)
     except ExprError:
         raise
     except ZeroDivisionError:
@@ -330,17 +476,20 @@ def evaluate(source: str, scope: Mapping[str, Any]) -> Any:
         raise ExprError("numeric overflow") from None
     except (ArithmeticError, TypeError, ValueError, RecursionError) as exc:
         raise ExprError(f"cannot evaluate '{text}': {exc}") from None
+    finally:
+        if steps is not None:
+            steps.taken += evaluator.steps
 
 
 def has_expression(value: Any) -> bool:
     return isinstance(value, str) and "${" in value
 
 
-def substitute(value: str, scope: Mapping[str, Any]) -> Any:
+def substitute(value: str, scope: Mapping[str, Any], steps: Steps | None = None) -> Any:
     """`${e}` alone gives e's typed value; `${e}` inside text is formatted into the text."""
     whole = _EXPR.fullmatch(value.strip())
     if whole:
-        return evaluate(whole.group(1), scope)
+        return evaluate(whole.group(1), scope, steps)
     if "${" in _EXPR.sub("", value):
         raise ExprError(f"unterminated or nested '${{' in {_show(value)}")
     pieces: list[str] = []
@@ -350,7 +499,7 @@ def substitute(value: str, scope: Mapping[str, Any]) -> Any:
     for count, m in enumerate(_EXPR.finditer(value), 1):
         if count > MAX_TEXT_EXPRESSIONS:
             raise ExprError(f"text holds more than {MAX_TEXT_EXPRESSIONS} expressions")
-        result = evaluate(m.group(1), scope)
+        result = evaluate(m.group(1), scope, steps)
         if not isinstance(result, (str, int, float, bool)) and result is not None:
             raise ExprError(f"{_show(result)} cannot be written into text")
         pieces += [value[last : m.start()], str(result)]

@@ -25,7 +25,8 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _shape(s: tuple[int, ...]) -> str:
+def shape_text(s: tuple[int, ...]) -> str:
+    """(3, 224, 224) -> '3x224x224'."""
     return "x".join(map(str, s))
 
 
@@ -104,7 +105,7 @@ def to_json(a: Analysis, depth: int | None = None, scale: list[ScalePoint] | Non
 def _scale_lines(a: Analysis, scale: list[ScalePoint]) -> list[str]:
     lines = []
     for p in scale:
-        size = _shape(p.size)
+        size = shape_text(p.size)
         if p.macs is None:
             lines.append(f"{size}: not accepted ({p.error})")
         else:
@@ -119,10 +120,15 @@ COLUMNS = ["layer", "kind", "output", "params", "MACs", "FLOPs", "memory", "RF",
 
 
 def _cells(r: Row) -> list[str]:
+    return ["  " * r.depth + r.path.rsplit(".", 1)[-1] if r.depth else r.path, *row_cells(r)[1:]]
+
+
+def row_cells(r: Row) -> list[str]:
+    """A row's figures as every report shows them, under COLUMNS (the layer as its last path part)."""
     return [
-        "  " * r.depth + r.path.rsplit(".", 1)[-1] if r.depth else r.path,
+        r.path.rsplit(".", 1)[-1],
         r.kind,
-        _shape(r.output_shape),
+        shape_text(r.output_shape),
         f"{r.params:,}",
         human(r.macs),
         human(r.flops),
@@ -132,24 +138,25 @@ def _cells(r: Row) -> list[str]:
     ]
 
 
-def _totals(a: Analysis) -> list[str]:
-    rf = "global" if a.receptive_field is None else _shape(a.receptive_field)
+def total_cells(a: Analysis) -> list[str]:
+    """The totals line under COLUMNS."""
+    rf = "global" if a.receptive_field is None else shape_text(a.receptive_field)
     return [
         "total",
         f"{a.layers} layers",
-        _shape(a.output_shape),
+        shape_text(a.output_shape),
         f"{a.params:,}",
         human(a.macs),
         human(a.flops),
         human_bytes(a.activation_bytes),
         rf,
-        _shape(a.jump),
+        shape_text(a.jump),
     ]
 
 
 def to_markdown(a: Analysis, depth: int | None = None, scale: list[ScalePoint] | None = None) -> str:
     lines = [
-        f"**{a.name}**: input {_shape(a.input_shape)}, {a.params:,} params, "
+        f"**{a.name}**: input {shape_text(a.input_shape)}, {a.params:,} params, "
         f"{human(a.macs)} MACs, {human(a.flops)} FLOPs (MACs as fvcore counts them; FLOPs = 2 x MACs "
         "+ elementwise)",
         "",
@@ -160,7 +167,7 @@ def to_markdown(a: Analysis, depth: int | None = None, scale: list[ScalePoint] |
         cells = _cells(r)
         cells[0] = "&nbsp;" * 2 * r.depth + f"`{r.path.rsplit('.', 1)[-1]}`"
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("| " + " | ".join(f"**{c}**" for c in _totals(a)) + " |")
+    lines.append("| " + " | ".join(f"**{c}**" for c in total_cells(a)) + " |")
     if scale:
         lines += ["", "Input-size scaling: " + "; ".join(_scale_lines(a, scale))]
     return "\n".join(lines)
@@ -172,12 +179,12 @@ def print_table(a: Analysis, depth: int | None = None, scale: list[ScalePoint] |
     from rich.text import Text
 
     table = Table(
-        title=Text(f"{printable(a.name)}  (input {_shape(a.input_shape)})"),  # Text: never markup
+        title=Text(f"{printable(a.name)}  (input {shape_text(a.input_shape)})"),  # Text: never markup
         caption="MACs: fvcore convention (multiply-add = 1). FLOPs = 2 x MACs + elementwise. "
         "Memory: float32 activations of one sample. RF: receptive field; jump: effective stride.",
         show_footer=True,
     )
-    totals = _totals(a)
+    totals = total_cells(a)
     for i, col in enumerate(COLUMNS):
         table.add_column(col, footer=totals[i], justify="left" if i < 3 else "right")
     for r in visible_rows(a, depth):

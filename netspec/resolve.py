@@ -23,6 +23,7 @@ from .source import (
     read_spec_file,
 )
 from .spec import Limits, Spec, apply_caps
+from .zoo import ZOO_PREFIX, zoo_names, zoo_spec
 
 MAX_EXTENDS_DEPTH = 16
 
@@ -94,8 +95,9 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _parent_path(parent: Any, child: str, where: Location | None) -> str:
-    """The file an `extends:` value names: a local path, relative to the real directory of the child
-    (so a symlinked spec still finds its zoo parents). `~` is not expanded; nothing is downloaded."""
+    """The file an `extends:` value names: `zoo:NAME`, a spec of the installed package's zoo, or a
+    local path, relative to the real directory of the child (so a symlinked spec still finds its zoo
+    parents). `~` is not expanded; nothing is downloaded. The file is then read like any other."""
     if not isinstance(parent, str) or not parent.strip():
         what = "an empty text" if isinstance(parent, str) else f"a {_kind(parent)}"
         raise SpecSyntaxError(
@@ -103,9 +105,11 @@ def _parent_path(parent: Any, child: str, where: Location | None) -> str:
                 f"`extends` takes one file path, not {what}",
                 ("extends",),
                 where,
-                "e.g. `extends: resnet50.yaml`, relative to this file",
+                "e.g. `extends: zoo:resnet50`, or a file path relative to this one",
             )
         )
+    if parent.startswith(ZOO_PREFIX):
+        return _zoo_parent(parent[len(ZOO_PREFIX) :], where)
     if _URL.match(parent):
         raise SpecSyntaxError(
             Problem(
@@ -126,6 +130,23 @@ def _parent_path(parent: Any, child: str, where: Location | None) -> str:
         )
     # the child was just read, so its path is valid; realpath does not raise on a missing part or a loop
     return os.path.join(os.path.dirname(os.path.realpath(child)), parent)
+
+
+def _zoo_parent(name: str, where: Location | None) -> str:
+    found = zoo_spec(name)
+    if found is None:
+        names = zoo_names()
+        guess = did_you_mean(ZOO_PREFIX + name, [ZOO_PREFIX + n for n in names])
+        shown = abbreviated(name, 60)
+        raise SpecSyntaxError(
+            Problem(
+                f"no zoo spec '{shown}'",
+                ("extends",),
+                where,
+                guess or "the zoo: " + ", ".join(names),
+            )
+        )
+    return os.fspath(found)
 
 
 def _kind(value: Any) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from .layers import KINDS
 from .layers.composites import TABLE, Composite
 from .spec import BlockDef, Spec, StageSpec
+from .train.recipe import Recipe
 
 # the JSON schema of each field a composite item takes (netspec/layers/composites.py lists which)
 _COMPOSITE_FIELDS: dict[str, dict[str, Any]] = {
@@ -63,6 +64,27 @@ def layer_item_schema() -> dict[str, Any]:
     }
 
 
+def _recipe_schema(defs: dict[str, Any]) -> dict[str, Any]:
+    """The `train:` section: the runner's Recipe model, its sub-models joining the spec's `$defs`.
+
+    YAML 1.1 (netspec's reader) reads `1e-4` as text, which the recipe accepts as a number; editors
+    read YAML 1.2, where it is a number, so the numeric types stay as pydantic states them."""
+    recipe = Recipe.model_json_schema(by_alias=False)
+    for name, sub in recipe.pop("$defs", {}).items():
+        if name in defs and defs[name] != sub:  # two models of one name: a silent mix-up otherwise
+            raise ValueError(f"schema definitions clash: {name}")
+        defs[name] = sub
+    recipe.pop("title", None)
+    props = recipe["properties"]
+    # `label_smoothing: 0.1` is short for {eps: 0.1, form: paper} (Recipe._scalar_smoothing)
+    props["label_smoothing"] = {
+        "anyOf": [props["label_smoothing"], {"type": "number", "minimum": 0, "exclusiveMaximum": 1}],
+        "description": props["label_smoothing"].get("description", ""),
+    }
+    recipe["description"] = "the training recipe (netspec/train/recipe.py documents every field)"
+    return recipe
+
+
 def spec_schema() -> dict[str, Any]:
     schema = Spec.model_json_schema(by_alias=False)
     defs = schema.setdefault("$defs", {})
@@ -76,7 +98,12 @@ def spec_schema() -> dict[str, Any]:
     stage["properties"]["repeat"] = {**count, "description": "alias of depth"}
     defs["Stage"] = stage
     props = schema["properties"]
-    props["extends"] = {"type": "string", "description": "a spec file this one starts from"}
+    props["extends"] = {
+        "type": "string",
+        "description": "the spec this one starts from: `zoo:NAME` (a bundled spec) or a file path"
+        " relative to this file",
+    }
+    props["train"] = _recipe_schema(defs)
     for key in ("stem", "head"):
         props[key] = {"$ref": "#/$defs/Layers"}
     props["stages"] = {

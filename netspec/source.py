@@ -326,9 +326,19 @@ def read_spec_file(path: str | FsPath, named_at: Location | None = None, field: 
     name = os.fspath(path)
     name = name if isinstance(name, str) else os.fsdecode(name)
     where = named_at or Location(name, 1, 1)
+    fd = _open(name, field, where)
+    try:
+        raw, info = _read_regular(fd, name, field, where)
+    finally:
+        os.close(fd)
+    return SpecFile(name, _decode(raw, name), (info.st_dev, info.st_ino))
+
+
+def _open(name: str, field: Path, where: Location) -> int:
+    """A descriptor of `name`, opened without blocking (a FIFO must not hang the reader)."""
     shown = abbreviated(name)
     try:
-        fd = os.open(name, _OPEN_FLAGS)
+        return os.open(name, _OPEN_FLAGS)
     except ValueError:  # an embedded NUL, or text the file system cannot encode
         raise SpecSyntaxError(
             Problem(
@@ -339,11 +349,20 @@ def read_spec_file(path: str | FsPath, named_at: Location | None = None, field: 
         ) from None
     except OSError as exc:
         reason = _OPEN_ERRORS.get(exc.errno or 0)
-        hint = "check the path; zoo specs live in specs/" if exc.errno == errno.ENOENT else None
+        hint = (
+            "check the path; a zoo spec is `zoo:NAME` (see `netspec zoo`)"
+            if exc.errno == errno.ENOENT
+            else None
+        )
         if exc.errno == errno.ENAMETOOLONG:
             shown = abbreviated(name, 60)
         message = f"{reason}: '{shown}'" if reason else f"cannot read '{shown}': {exc.strerror}"
         raise SpecSyntaxError(Problem(message, path=field, location=where, hint=hint)) from None
+
+
+def _read_regular(fd: int, name: str, field: Path, where: Location) -> tuple[bytes, os.stat_result]:
+    """At most MAX_FILE_BYTES + 1 bytes of an open regular file, and its status."""
+    shown = abbreviated(name)
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -371,8 +390,6 @@ def read_spec_file(path: str | FsPath, named_at: Location | None = None, field: 
         raise SpecSyntaxError(
             Problem(f"cannot read '{shown}': {exc.strerror}", path=field, location=where)
         ) from None
-    finally:
-        os.close(fd)
     if size > MAX_FILE_BYTES:
         raise SpecSizeError(
             Problem(
@@ -381,7 +398,11 @@ def read_spec_file(path: str | FsPath, named_at: Location | None = None, field: 
                 hint="a spec is a short description; generate repeated parts with `depth`",
             )
         )
-    raw = b"".join(chunks)
+    return b"".join(chunks), info
+
+
+def _decode(raw: bytes, name: str) -> str:
+    """A spec file's bytes as text: UTF-8, not UTF-16, no NUL bytes."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # a byte-order mark: UTF-16 (or UTF-32) text
         raise SpecSyntaxError(
             Problem("file is UTF-16 text", location=Location(name, 1, 1), hint="save the spec as UTF-8")
@@ -391,7 +412,7 @@ def read_spec_file(path: str | FsPath, named_at: Location | None = None, field: 
             Problem("file contains NUL bytes: binary data, not YAML", location=Location(name, 1, 1))
         )
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecSyntaxError(
             Problem(
@@ -400,7 +421,6 @@ def read_spec_file(path: str | FsPath, named_at: Location | None = None, field: 
                 hint="save the spec as UTF-8",
             )
         ) from None
-    return SpecFile(name, text, (info.st_dev, info.st_ino))
 
 
 def locate_key(tree: Any, path: Path) -> Location | None:

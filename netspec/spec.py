@@ -18,11 +18,13 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
+    WithJsonSchema,
     model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from .expr import MAX_LIST_LEN, has_expression
 from .layers.base import ModuleName, Pair, PositiveInt
 
 ShortcutMode = Literal[
@@ -75,6 +77,50 @@ SpecName = Annotated[
 Scalar = int | float | bool | str
 
 
+def _var_value(value: Any) -> Any:
+    """A var is a number, true/false, text (often `${...}`) or a list of numbers, each of which may be
+    an expression: a design space's per-stage values (`depths: [1, 3, 6, 6]`)."""
+    if isinstance(value, (int, float, str)):  # bool is an int
+        return value
+    if not isinstance(value, list):
+        raise PydanticCustomError(
+            "var_value",
+            "a var is a number, true/false, text or a list of numbers, not {kind}",
+            {"kind": "a mapping" if isinstance(value, dict) else "null" if value is None else repr(value)},
+        )
+    if len(value) > MAX_LIST_LEN:
+        raise PydanticCustomError(
+            "var_value",
+            "a list of {n} elements: lists hold at most {max}",
+            {"n": f"{len(value):,}", "max": f"{MAX_LIST_LEN:,}"},
+        )
+    for i, x in enumerate(value):
+        if isinstance(x, bool) or not (isinstance(x, (int, float)) or has_expression(x)):
+            raise PydanticCustomError(
+                "var_value",
+                "element {i} is {x}: lists in vars hold numbers (or `${...}` expressions giving numbers)",
+                {"i": i, "x": repr(x)[:40]},
+            )
+    return value
+
+
+_NUMBER_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "string"}]}
+VarValue = Annotated[
+    Any,
+    AfterValidator(_var_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number"},
+                {"type": "boolean"},
+                {"type": "string"},
+                {"type": "array", "items": _NUMBER_SCHEMA, "maxItems": MAX_LIST_LEN},
+            ]
+        }
+    ),
+]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -98,7 +144,7 @@ class BlockDef(Strict):
         default_factory=dict,
         description="name: default value, or a type name (int, float, bool, str) for a required one",
     )
-    vars: dict[Identifier, Scalar] = Field(
+    vars: dict[Identifier, VarValue] = Field(
         default_factory=dict, description="values computed in order from params and in_channels"
     )
     body: list[Any] | None = None
@@ -216,12 +262,19 @@ class Spec(Strict):
     description: str = ""
     input: InputSpec = InputSpec()
     classes: PositiveInt | None = None
-    vars: dict[Identifier, Scalar] = Field(default_factory=dict)
+    vars: dict[Identifier, VarValue] = Field(
+        default_factory=dict, description="named values (numbers, text, lists of numbers) for expressions"
+    )
     defaults: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per layer kind: parameter defaults for the whole spec"
     )
     features: ModuleName | None = Field(
         None, description="wrap stem and stages in one nn.Sequential of this name"
+    )
+    trunk: ModuleName | None = Field(
+        None,
+        description="wrap the stages (not the stem) in one nn.Sequential of this name (torchvision's"
+        " RegNet `trunk_output`)",
     )
     stem: list[Any] = Field(default_factory=list)
     stages: list[Any] = Field(default_factory=list)

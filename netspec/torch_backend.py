@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from .analysis import analyze_ir
+from .extract import extract_features
+from .features import FeatureRef, choose_levels, default_levels
 from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, layers
 from .layers import KINDS
 from .lower import lower
@@ -71,13 +73,28 @@ def init_weights(model: nn.Module, root: SeqNode) -> None:
 
 
 def build(
-    spec: Spec, *, input_size: int | tuple[int, int] | None = None, seed: int | None = None
+    spec: Spec,
+    *,
+    input_size: int | tuple[int, int] | None = None,
+    seed: int | None = None,
+    features: Sequence[FeatureRef] | bool | None = None,
 ) -> nn.Module:
-    """Compile a spec into a torch.nn.Module. A seed (argument or `init.seed`) makes it reproducible."""
+    """Compile a spec into a torch.nn.Module. A seed (argument or `init.seed`) makes it reproducible.
+
+    The module's `feature_info` lists its feature levels (netspec/features.py). With `features`
+    (module names or level indices; True: every level) the module returns those outputs instead
+    (netspec/extract.py)."""
     size = (input_size, input_size) if isinstance(input_size, int) else input_size
     root = lower(spec, size)
-    check_memory(spec, estimate(analyze_ir(root, spec.name), "building the module"))  # before allocating
-    return build_ir(root, seed if seed is not None else spec.init.seed)
+    analysis = analyze_ir(root, spec.name)
+    check_memory(spec, estimate(analysis, "building the module"))  # before allocating
+    levels = default_levels(root, analysis)
+    chosen = choose_levels(levels, analysis, features)  # before building: a misspelt name costs nothing
+    model = build_ir(root, seed if seed is not None else spec.init.seed)
+    if "feature_info" not in model._modules:  # a spec may give a module that name
+        # timm's attribute, read by its FeatureListNet; plain data, so mypy's Module typing does not know it
+        model.feature_info = levels  # type: ignore[assignment]
+    return model if chosen is None else extract_features(model, chosen)
 
 
 def build_ir(root: SeqNode, seed: int | None = None) -> nn.Module:

@@ -62,3 +62,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def lenet5_run(tmp_path_factory) -> Path:
+    """A real run directory, shared by the tests that read one: LeNet-5, two epochs on the digits."""
+    import torch
+
+    from netspec.train import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the one_thread fixture, which is per test
+    out = tmp_path_factory.mktemp("run") / "lenet5"
+    try:
+        train(str(SPECS / "lenet5.yaml"), out=out, overrides=["train.epochs=2"], log="quiet")
+    finally:
+        torch.set_num_threads(threads)
+    return out

@@ -46,7 +46,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even k
 
 PLUGIN_DIR = ROOT / "examples" / "netspec-plugin-example"
 PLUGIN_KINDS = {
-    "channel_shuffle": "netspec_plugin_example.layers:ChannelShuffle",
+    "shift": "netspec_plugin_example.layers:Shift",
     "mish": "netspec_plugin_example.layers:Mish",
 }
 
@@ -58,6 +58,9 @@ class Case:
     shape: tuple[int, ...] = (4, 11, 11)  # the layer's input, without the batch dimension
     fvcore_sees_it: bool = True  # False: fvcore skips the op (MACs are compared with FlopCounterMode)
     exact_stride: bool = True  # False: adaptive pooling of a size that does not divide (steps vary)
+    # an upsampling layer: neighbouring output pixels are 1/scale input pixels apart, which the analysis
+    # (whole-pixel jumps) bounds by the rule's stride 1: measured steps must not exceed it
+    subpixel: bool = False
 
     @property
     def id(self) -> str:
@@ -108,6 +111,47 @@ CASES = [
     Case("channel_pad", {"out": 6}, (4, 7, 7)),
     Case("channel_shuffle", {"groups": 3}, (6, 5, 5)),
     Case("channel_shuffle", {"groups": 2}, (8, 6, 6)),
+    Case("layernorm2d", {}, (4, 6, 6)),
+    Case("layernorm2d", {"eps": 1e-5, "affine": False}, (5, 7, 7)),
+    Case("groupnorm", {"groups": 2}, (4, 6, 6)),
+    Case("groupnorm", {"groups": 1, "eps": 1e-3, "affine": False}, (3, 5, 5)),
+    Case("frozen_batchnorm", {}, (4, 6, 6)),
+    Case("frozen_batchnorm", {"eps": 1e-3}, (3, 5, 5)),
+    Case("layer_scale", {}, (4, 6, 6)),
+    Case("layer_scale", {"init_value": 0.5, "layout": "timm"}, (3, 5, 5)),
+    Case("drop_path", {"p": 0.2}, (4, 6, 6)),
+    Case("drop_path", {}, (9,)),
+    Case("channel_split", {"parts": 2, "index": 1}, (4, 6, 6)),
+    Case("channel_split", {"parts": 3, "index": 0}, (6, 5, 5)),
+    Case("channel_split", {}, (8,)),
+    Case("upsample", {"scale": 2}, (3, 5, 5), subpixel=True),
+    Case("upsample", {"size": [9, 7], "mode": "bilinear"}, (3, 5, 4), subpixel=True),
+    Case("upsample", {"scale": [2, 3], "mode": "bilinear", "align_corners": True}, (2, 4, 4), subpixel=True),
+    Case(
+        "conv_transpose",
+        {"out": 6, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1},
+        (4, 5, 5),
+        subpixel=True,
+    ),
+    Case(
+        "conv_transpose",
+        {"out": 4, "kernel": 4, "stride": 2, "padding": 1, "groups": 2, "bias": False},
+        (4, 6, 6),
+        subpixel=True,
+    ),
+    Case("conv_transpose", {"kernel": 3, "stride": 1, "dilation": 2}, (3, 6, 6)),
+    Case(
+        "conv_transpose",
+        {"out": 2, "kernel": [3, 2], "stride": [3, 2], "padding": [1, 0]},
+        (2, 4, 5),
+        subpixel=True,
+    ),
+    Case("eca", {}, (16, 5, 5)),
+    Case("eca", {"kernel": 5}, (8, 4, 4)),
+    Case("spatial_mean", {}, (4, 6, 5)),
+    Case("spatial_mean", {"keepdim": False}, (4, 6, 5)),
+    Case("shift", {"kernel": 3}, (9, 6, 6)),
+    Case("shift", {"kernel": 1}, (2, 5, 5)),
 ]
 
 
@@ -227,7 +271,7 @@ def extents(module: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple[int, 
     return rows, cols
 
 
-def window_failures(c: Compiled, exact_stride: bool = True) -> list[str]:
+def window_failures(c: Compiled, exact_stride: bool = True, subpixel: bool = False) -> list[str]:
     """The analysis row of the one layer (receptive field, jump) against the measured windows."""
     if len(c.node.in_shape) != 3 or len(c.node.out_shape) != 3:
         return []  # a receptive field is a property of feature maps
@@ -243,7 +287,11 @@ def window_failures(c: Compiled, exact_stride: bool = True) -> list[str]:
         kernel, stride = row.receptive_field[axis], row.jump[axis]
         if max(widths) != kernel:
             problems.append(f"axis {axis}: rule says kernel {kernel}, widest measured window {max(widths)}")
-        if exact_stride:
+        if subpixel:
+            steps = {b[0] - a[0] for a, b in itertools.pairwise(spans)}
+            if max(steps) > stride:
+                problems.append(f"axis {axis}: rule's stride {stride} is below the measured steps {steps}")
+        elif exact_stride:
             # windows that the border does not clip are `stride` apart
             whole = [first for (first, _), w in zip(spans, widths, strict=True) if w == max(widths)]
             steps = {b - a for a, b in itertools.pairwise(whole)}
@@ -303,7 +351,7 @@ def test_cost_rule_matches_fvcore(case):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_receptive_field_rule_matches_the_gradient(case):
-    assert window_failures(compiled(case), case.exact_stride) == []
+    assert window_failures(compiled(case), case.exact_stride, case.subpixel) == []
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

@@ -101,7 +101,8 @@ def test_the_zoo_spends_a_few_units_per_layer():
     """Real networks are far from the budget (WORK_PER_LAYER units per layer of the limit)."""
     for path in sorted(SPECS.glob("*.yaml")):
         work, layers = _work(netspec.load_spec(path))
-        assert work <= 6 * layers < WORK_PER_LAYER * layers, path.name
+        # at most 6.8 (RegNetX-400MF: torchvision's names nest each block's layers three containers deep)
+        assert work <= 7 * layers < WORK_PER_LAYER * layers, path.name
 
 
 def test_a_large_spec_within_its_limits_is_not_refused():

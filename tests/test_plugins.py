@@ -1,5 +1,5 @@
 """Plug-in layer kinds (entry point group `netspec.layers`), with the example package in
-examples/netspec-plugin-example: ShuffleNet's channel_shuffle (a custom module that brings its source to
+examples/netspec-plugin-example: ShiftNet's shift (a custom module that brings its source to
 `netspec export`) and mish (torch.nn.Mish, read back by the exporter).
 
 The default run simulates the installed package (importlib.metadata.entry_points patched to return its
@@ -26,10 +26,10 @@ from tests.conftest import fvcore_analysis, n_params
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = ROOT / "examples" / "netspec-plugin-example"
-SPEC = PLUGIN_DIR / "shufflenet_tiny.yaml"
+SPEC = PLUGIN_DIR / "shiftnet_tiny.yaml"
 GROUP = "netspec.layers"
 EXAMPLE = {
-    "channel_shuffle": "netspec_plugin_example.layers:ChannelShuffle",
+    "shift": "netspec_plugin_example.layers:Shift",
     "mish": "netspec_plugin_example.layers:Mish",
 }
 
@@ -65,9 +65,9 @@ def example(use_plugins):
 
 
 def test_plugin_kinds_join_the_registry(example):
-    assert KINDS.plugins == ["channel_shuffle", "mish"]
-    assert "channel_shuffle" in KINDS and KINDS["channel_shuffle"].prefix == "shuffle"
-    assert "channel_shuffle" in list(KINDS) and "conv" in KINDS
+    assert KINDS.plugins == ["shift", "mish"]
+    assert "shift" in KINDS and KINDS["shift"].prefix == "shift"
+    assert "shift" in list(KINDS) and "conv" in KINDS
 
 
 def test_spec_counts_match_fvcore_and_shapes_match_the_built_module(example):
@@ -79,8 +79,8 @@ def test_spec_counts_match_fvcore_and_shapes_match_the_built_module(example):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert analysis.macs == int(fv.total())
-    shuffles = [r for r in lower(spec).children if getattr(r, "kind", None) == "channel_shuffle"]
-    assert len(shuffles) == 2 and all(n.cost.macs == 0 and n.cost.params == 0 for n in shuffles)
+    shifts = [r for r in lower(spec).children if getattr(r, "kind", None) == "shift"]
+    assert len(shifts) == 2 and all(n.cost.macs == 0 and n.cost.params == 0 for n in shifts)
 
     # every layer's output shape, static vs. a real forward pass
     expected = {n.path: n.out_shape for n in lower(spec).children}
@@ -94,26 +94,29 @@ def test_spec_counts_match_fvcore_and_shapes_match_the_built_module(example):
     assert seen == expected
     assert tuple(out.shape) == (2, *analysis.output_shape)
 
-    # the shuffle is ShuffleNet's: channel j*k+i of the output is channel i*g+j of the input
-    shuffle = model.get_submodule("shuffle1")
-    x = torch.arange(6.0).view(1, 6, 1, 1)
-    assert shuffle.__class__.__name__ == "ChannelShuffle" and shuffle.groups == 3
-    assert torch.equal(shuffle(x).flatten(), torch.tensor([0.0, 2, 4, 1, 3, 5]))
+    # the shift is ShiftNet's: a depthwise convolution whose kernel is one-hot at its group's offset
+    # (Wu et al. 2018, eq. 2), channel group g = (i, j) of the 3 x 3 groups
+    shift = model.get_submodule("shift1")
+    assert shift.__class__.__name__ == "Shift" and shift.kernel == 3
+    x = torch.randn(2, 36, 7, 7)
+    one_hot = torch.zeros(36, 1, 3, 3)
+    for c in range(36):
+        g = c // 4
+        one_hot[c, 0, g // 3, g % 3] = 1.0
+    assert torch.equal(shift(x), torch.nn.functional.conv2d(x, one_hot, padding=1, groups=36))
 
 
 def test_shape_rule_error_names_the_layer(example):
-    spec = netspec.loads_spec(
-        "name: bad\ninput: {channels: 3, size: 8}\nstem: [conv: 8, channel_shuffle: 3]\n"
-    )
-    with pytest.raises(SpecShapeError, match="divisible by groups: 8 by 3"):
+    spec = netspec.loads_spec("name: bad\ninput: {channels: 3, size: 8}\nstem: [conv: 8, shift: 3]\n")
+    with pytest.raises(SpecShapeError, match="divisible by kernel x kernel: 8 by 9"):
         netspec.analyze(spec)
 
 
 def test_export_writes_the_plugin_class_and_gives_the_same_outputs(example):
     spec = netspec.load_spec(SPEC)
     source = export_source(spec)
-    assert "class ChannelShuffle(nn.Module):" in source
-    assert "self.shuffle1 = ChannelShuffle(groups=3)" in source
+    assert "class Shift(nn.Module):" in source
+    assert "self.shift1 = Shift(kernel=3)" in source
     assert "self.mish1 = nn.Mish()" in source
     assert "import netspec" not in source and "netspec_plugin_example" not in source
     namespace: dict = {"__name__": "exported"}
@@ -127,12 +130,12 @@ def test_export_writes_the_plugin_class_and_gives_the_same_outputs(example):
 
 
 def test_export_refuses_a_module_source_that_imports(example, monkeypatch):
-    kind = type(KINDS["channel_shuffle"])
-    monkeypatch.setattr(kind, "module_source", "import os\n\n\nclass ChannelShuffle:\n    pass\n")
-    spec = netspec.loads_spec("name: s\ninput: {channels: 3, size: 8}\nstem: [conv: 6, channel_shuffle: 3]\n")
+    kind = type(KINDS["shift"])
+    monkeypatch.setattr(kind, "module_source", "import os\n\n\nclass Shift:\n    pass\n")
+    spec = netspec.loads_spec("name: s\ninput: {channels: 3, size: 8}\nstem: [conv: 9, shift: 3]\n")
     with pytest.raises(ExportError, match="exactly one class definition"):
         export_source(spec)
-    monkeypatch.setattr(kind, "module_source", "class ChannelShuffle:\n    import os\n")
+    monkeypatch.setattr(kind, "module_source", "class Shift:\n    import os\n")
     with pytest.raises(ExportError, match="may not import"):
         export_source(spec)
 
@@ -144,9 +147,9 @@ def test_plugins_appear_in_kinds_and_schema(example):
     from netspec.schema import spec_schema
 
     result = CliRunner().invoke(app, ["kinds"])
-    assert result.exit_code == 0 and "channel_shuffle" in result.output and "[groups]" in result.output
+    assert result.exit_code == 0 and "shift" in result.output and "[kernel]" in result.output
     item = spec_schema()["$defs"]["LayerItem"]["anyOf"][1]["properties"]
-    assert set(item["channel_shuffle"]["anyOf"][0]["properties"]) == {"name", "groups", "when"}
+    assert set(item["shift"]["anyOf"][0]["properties"]) == {"name", "kernel", "when"}
     assert "mish" in item
 
 
@@ -155,15 +158,15 @@ def test_broken_plugins_are_skipped_with_a_warning(use_plugins):
         use_plugins(
             {
                 "missing": "no_such_module_xyz:Kind",
-                "params": "netspec_plugin_example.layers:ChannelShuffleParams",
-                "channel_shuffle": EXAMPLE["channel_shuffle"],
+                "params": "netspec_plugin_example.layers:ShiftParams",
+                "shift": EXAMPLE["shift"],
             }
         )
     messages = [str(w.message) for w in record]
     assert len(messages) == 2 and all("\n" not in m for m in messages)
     assert "'missing = no_such_module_xyz:Kind'" in messages[0] and "ModuleNotFoundError" in messages[0]
-    assert "ChannelShuffleParams" in messages[1] and "not a netspec.layers.LayerKind" in messages[1]
-    assert KINDS.plugins == ["channel_shuffle"]
+    assert "ShiftParams" in messages[1] and "not a netspec.layers.LayerKind" in messages[1]
+    assert KINDS.plugins == ["shift"]
 
 
 def test_name_clashes_are_errors_naming_both(use_plugins, monkeypatch):
@@ -188,14 +191,14 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_reports_a_broken_plugin_in_one_line():
-    result = _cli("kinds", NETSPEC_PLUGINS=f"no_such_module_xyz:Kind,{EXAMPLE['channel_shuffle']}")
+    result = _cli("kinds", NETSPEC_PLUGINS=f"no_such_module_xyz:Kind,{EXAMPLE['shift']}")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         "warning: netspec plug-in entry point 'Kind = no_such_module_xyz:Kind' (module no_such_module_xyz) "
         "skipped: ModuleNotFoundError: No module named 'no_such_module_xyz'"
     ]
-    assert "channel_shuffle" in result.stdout
+    assert "ShiftNet's shift" in result.stdout
 
 
 def test_import_netspec_loads_no_plugin_and_no_torch():
@@ -222,7 +225,7 @@ def test_pip_installed_plugin_is_found_by_the_cli(tmp_path):
         env = {k: v for k, v in os.environ.items() if k not in ("NETSPEC_PLUGINS", "PYTHONPATH")}
         cli = [sys.executable, str(ROOT / "cli.py")]
         kinds = subprocess.run([*cli, "kinds"], capture_output=True, text=True, env=env, cwd=tmp_path)
-        assert "channel_shuffle" in kinds.stdout and kinds.stderr == "", kinds.stderr
+        assert "ShiftNet's shift" in kinds.stdout and kinds.stderr == "", kinds.stderr
         out = tmp_path / "model.py"
         export = [*cli, "export", str(SPEC), "-o", str(out)]
         result = subprocess.run(export, capture_output=True, text=True, env=env, cwd=tmp_path)

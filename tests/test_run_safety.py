@@ -748,5 +748,7 @@ def test_eval_reads_a_runs_weights_only_with_its_spec(one_epoch):
     assert "--force" in wrong.output.splitlines()[-1]
     forced = run_cli("eval", LENET, "-c", str(one_epoch), "--set", "stem.1=relu", "--force", *data)
     assert forced.exit_code == 0, forced.output
-    right = run_cli("eval", LENET, "-c", str(ckpt.epoch_path(one_epoch, 1)), "--set", "train.epochs=9", *data)
+    right = run_cli(
+        "eval", LENET, "-c", str(ckpt.epoch_path(one_epoch, 1)), "--set", "train.epochs=9", "--json", *data
+    )
     assert right.exit_code == 0 and json.loads(right.output)["epoch"] == 1, right.output

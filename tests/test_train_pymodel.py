@@ -76,8 +76,8 @@ def test_train_and_eval_a_model_file_from_the_cli(tmp_path, lenet_source):
     assert (out / "model.py").read_text() == lenet_source and not (out / "spec.yaml").exists()
     recipe = (out / "recipe.yaml").read_text()
     assert "epochs: 1\n" in recipe and "batch_size: 32\n" in recipe and "lr: 0.05\n" in recipe
-    via_file = run_cli("eval", path, "-c", str(out), "--data", "synthetic:96")
-    via_spec = run_cli("eval", LENET, "-c", str(out), "--data", "synthetic:96")
+    via_file = run_cli("eval", path, "-c", str(out), "--data", "synthetic:96", "--json")
+    via_spec = run_cli("eval", LENET, "-c", str(out), "--data", "synthetic:96", "--json")
     assert via_file.exit_code == 0 and via_spec.exit_code == 0, via_file.output + via_spec.output
     a, b = json.loads(via_file.output), json.loads(via_spec.output)
     assert a == b and a["n"] == 19 and a["epoch"] == 1

@@ -195,9 +195,11 @@ class Frame:
 
 
 def _simplify(points: list[Pt]) -> list[Pt]:
-    """Drop repeated points and the middle one of three on a line."""
+    """Drop repeated points and the middle one of three on a line. Coordinates are snapped to a
+    1e-6 grid first: two ends of one vertical run, reached by different sums, must be equal."""
     out: list[Pt] = []
-    for p in points:
+    for x, y in points:
+        p = (round(x, 6), round(y, 6))
         if out and abs(out[-1][0] - p[0]) < 1e-6 and abs(out[-1][1] - p[1]) < 1e-6:
             continue
         if len(out) >= 2:

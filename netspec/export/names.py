@@ -6,7 +6,7 @@ import builtins
 import keyword
 import re
 
-from ..layers.base import IDENTIFIER
+from ..layers.base import CHILD_NAME, IDENTIFIER
 from .errors import ExportError
 
 # the generated forward's name for the shortcut's value, as torchvision's blocks write it
@@ -70,8 +70,11 @@ def attr(name: str) -> str:
 
 
 def child(name: str) -> str:
-    """A child name inside an nn.Sequential: a number or a valid attribute name."""
-    return name if name.isdigit() and name.isascii() and len(name) < 10 else attr(name)
+    """A child name inside an nn.Sequential (always written as text): a number, a valid attribute name,
+    or a name with '-' (`block1-0`)."""
+    if (name.isdigit() and name.isascii() and len(name) < 10) or ("-" in name and CHILD_NAME.fullmatch(name)):
+        return name
+    return attr(name)
 
 
 def path_expr(base: str, path: str) -> str:

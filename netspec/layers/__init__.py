@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from .activation import ACTIVATIONS
 from .base import Cost, LayerKind, LayerParams, Shape, ShapeError, Window
+from .branch_scaling import DropPath, LayerScale
+from .channel_attention import EfficientChannelAttention
+from .channel_ops import ChannelShuffle, ChannelSplit
 from .conv import Conv
 from .linear import Linear
 from .misc import ChannelPad, Dropout, Flatten, Identity
 from .norm import BatchNorm, LocalResponseNorm
+from .norm_variants import FrozenBatchNorm, GroupNorm, LayerNorm2d
 from .plugins import PluginError, PluginWarning, Registry
 from .pool import AdaptiveAvgPool, AvgPool, MaxPool
+from .resample import ConvTranspose, Upsample
+from .spatial_mean import SpatialMean
 
 KINDS: dict[str, LayerKind] = Registry(
     [
@@ -26,6 +32,17 @@ KINDS: dict[str, LayerKind] = Registry(
         Flatten(),
         Identity(),
         ChannelPad(),
+        LayerNorm2d(),
+        GroupNorm(),
+        FrozenBatchNorm(),
+        LayerScale(),
+        DropPath(),
+        ChannelSplit(),
+        ChannelShuffle(),
+        Upsample(),
+        ConvTranspose(),
+        EfficientChannelAttention(),
+        SpatialMean(),
     ]
 )
 

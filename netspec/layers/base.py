@@ -144,6 +144,19 @@ def check_module_name(name: str) -> str:
 
 
 ModuleName = Annotated[str, AfterValidator(check_module_name)]
+
+# A child of an nn.Sequential (a stage's blocks) is reached by its name as text, never as an attribute
+# (`add_module`, `getattr`), so it may also hold '-': torchvision's RegNet names its blocks `block1-0`.
+CHILD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+
+
+def check_child_name(name: str) -> str:
+    """A name for a child of an nn.Sequential: a module name, or one with '-' in it."""
+    if CHILD_NAME.fullmatch(name) and not IDENTIFIER.fullmatch(name):
+        return name
+    return check_module_name(name)
+
+
 # Counts are strict: YAML's `true` or `2.0` where a count is meant is a mistake, not 1 or 2
 PositiveInt = Annotated[StrictInt, Field(ge=1, le=1 << 24)]
 NonNegInt = Annotated[StrictInt, Field(ge=0, le=1 << 24)]

@@ -3,9 +3,9 @@ group, with no edit to netspec.
 
     # the plug-in package's pyproject.toml
     [project.entry-points."netspec.layers"]
-    channel_shuffle = "my_package.layers:ChannelShuffle"   # a LayerKind subclass or instance
+    shift = "my_package.layers:Shift"   # a LayerKind subclass or instance
 
-`NETSPEC_PLUGINS=my_package.layers:ChannelShuffle,...` adds entry points without installing a package
+`NETSPEC_PLUGINS=my_package.layers:Shift,...` adds entry points without installing a package
 (handy while writing one). Plug-ins are loaded once, lazily, the first time the registry (`KINDS`) is
 read, so `import netspec` stays fast and imports no plug-in. A plug-in that fails to import or is not a
 valid LayerKind is skipped with a one-line PluginWarning naming its entry point; a plug-in whose name

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import Problem, SpecError, SpecShapeError, clean_pydantic_errors, did_you_mean
-from ..expr import ExprError, has_expression, substitute
+from ..expr import ExprError, Steps, has_expression, substitute
 from ..layers import KINDS
 from ..layers.base import Shape, check_module_name, pair
 from ..source import locate, locate_key
@@ -20,6 +20,8 @@ from ..spec import Spec
 from .budget import Budget
 from .cursor import Cursor, Lowered, Src
 
+# evaluation steps per unit of lowering work: a formula is one unit, a list of 1,000 elements ~40-400
+EXPR_STEPS_PER_UNIT = 25
 # lowers a list of items at a cursor (sequence.lower_sequence)
 SequenceLowerer = Callable[["Lowering", Any, Cursor], Lowered]
 
@@ -89,10 +91,13 @@ class Lowering:
             return [self.value(x, scope, (*src, i)) for i, x in enumerate(v)]
         if has_expression(v):
             self.budget.spend(1, src)
+            steps = Steps()
             try:
-                return substitute(v, scope)
+                return substitute(v, scope, steps)
             except ExprError as exc:
                 raise BadValueError(str(exc), src) from None
+            finally:  # a long list comprehension is more than one unit of work
+                self.budget.spend(steps.taken // EXPR_STEPS_PER_UNIT, src)
         return v
 
     def condition(self, v: Any, scope: Mapping[str, Any], src: Src) -> bool:

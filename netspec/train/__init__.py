@@ -8,7 +8,8 @@
 Modules, one job each: recipe (the `train:` section), lr (the per-iteration schedule), losses
 (label smoothing, mixup, auxiliary heads), params (no-bias-decay groups), data (data sets),
 checkpoint (atomic, checksummed checkpoints and RNG states), ema, progress (output), runner (the loop),
-distributed (torchrun + DistributedDataParallel), distill (a teacher's soft targets), plots (PNG curves).
+distributed (torchrun + DistributedDataParallel), distill (a teacher's soft targets), plots (PNG curves),
+loggers/ (TensorBoard, MLflow), rundir (where a run goes, its lock).
 Names are imported on first use: `netspec.train.recipe` (validating a `train:` section) needs no torch.
 """
 
@@ -27,6 +28,8 @@ _EXPORTS = {
     "DataSplit": "data",
     "load_data": "data",
     "LRSchedule": "lr",
+    "Callback": "progress",
+    "StopTraining": "progress",
     "Recipe": "recipe",
     "recipe_from_spec": "recipe",
     "train_overrides": "recipe",

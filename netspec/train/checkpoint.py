@@ -30,6 +30,7 @@ import torch
 from ..torch_load import load_failure
 
 LAST = "last.pt"
+BEST = "best.pt"  # the checkpoint of the epoch with the best validation top-1
 EPOCH_DIR = "checkpoints"
 SUFFIX = ".sha256"
 _EPOCH_RE = re.compile(r"^epoch_(\d+)\.pt$")
@@ -48,11 +49,25 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (os.umask can only be read
+    by setting it, which would race with other threads creating files)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees either the old file or the whole new one."""
+    """Write `data` to `path` so that a reader sees either the old file or the whole new one. The file
+    gets the mode an ordinary `open` would give it (0o666 less the umask), not mkstemp's 0o600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -140,10 +155,10 @@ def prune(run_dir: str | os.PathLike[str], keep: int) -> None:
 
 # the temporary names `atomic_write_bytes` gives netspec's own run files (tempfile.mkstemp)
 _PARTIAL_RE = re.compile(
-    r"^\.(?:last\.pt|epoch_\d+\.pt|metrics\.jsonl|metrics\.csv|spec\.yaml|recipe\.yaml|model\.py"
+    r"^\.(?:last\.pt|best\.pt|epoch_\d+\.pt|metrics\.jsonl|metrics\.csv|spec\.yaml|recipe\.yaml|model\.py"
     r"|loss\.png|accuracy\.png|lr\.png)(?:\.sha256)?\.[A-Za-z0-9_]+\.tmp$"
 )
-_CHECKSUM_RE = re.compile(r"^(?:last\.pt|epoch_\d+\.pt)\.sha256$")
+_CHECKSUM_RE = re.compile(r"^(?:last\.pt|best\.pt|epoch_\d+\.pt)\.sha256$")
 
 
 def _unfinished(p: Path) -> bool:

@@ -1,8 +1,9 @@
 """Data sets for the training runner, named by the recipe's `data` (`--set train.data=...`).
 
-- `digits` (the default, embedded: nothing to download): scikit-learn's bundled 1,797 8x8 handwritten
-  digits, resized (bilinear) to the spec's input size, replicated to its channels, normalised with
-  the training split's mean and std, with a fixed stratified train/val split.
+- `digits` (the default, embedded: nothing to download, no optional package): scikit-learn's 1,797
+  8x8 handwritten digits, shipped as `netspec/data/digits.npz` and read with numpy, resized
+  (bilinear) to the spec's input size, replicated to its channels, normalised with the training
+  split's mean and std, with a fixed stratified train/val split (scikit-learn's, drawn with numpy).
 - `synthetic` or `synthetic:N`: N random images with random labels (for throughput, not accuracy).
 - `mnist:DIR`, `cifar10:DIR`: torchvision's readers; nothing is downloaded unless `download: true`.
 - `imagefolder:DIR`: DIR/train/<class>/<image> and DIR/val/<class>/<image>, with the transforms of
@@ -15,20 +16,24 @@ a preset for another data set, or an unknown one, is a SpecError at `train.prese
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
+from ..data import DATA_DIR
 from ..errors import Location, Problem, SpecError
 
 KINDS = ("digits", "synthetic", "mnist", "cifar10", "imagefolder")
 SPLIT_SEED = 0  # the train/val split of digits and synthetic never depends on the run's seed
+DIGITS_FILE = DATA_DIR / "digits.npz"
 
 # ImageNet statistics on [0, 1] RGB (torchvision; Bag of Tricks' 123.68, 116.779, 103.939 / 255)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -144,14 +149,49 @@ def _count(arg: str, where: Location | None) -> int:
     return n
 
 
-def _stratified_split(labels: Tensor, val_fraction: float) -> tuple[Tensor, Tensor]:
-    from sklearn.model_selection import train_test_split
+def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """How many of `draws` to take from each class of `counts`: the floor of each class's share, the
+    rest to the largest remainders, ties broken by `rng` (scikit-learn's `_approximate_mode`)."""
+    continuous = counts / counts.sum() * draws
+    taken = np.floor(continuous)
+    need = int(draws - taken.sum())
+    remainder = continuous - taken
+    for value in np.sort(np.unique(remainder))[::-1]:
+        if need == 0:
+            break
+        (tied,) = np.where(remainder == value)
+        add = min(len(tied), need)
+        taken[rng.choice(tied, size=add, replace=False)] += 1
+        need -= add
+    return taken.astype(int)
 
-    idx = torch.arange(len(labels)).numpy()
-    tr, va = train_test_split(
-        idx, test_size=val_fraction, stratify=labels.numpy(), random_state=SPLIT_SEED, shuffle=True
-    )
-    return torch.as_tensor(sorted(tr)), torch.as_tensor(sorted(va))
+
+def _stratified_split(labels: np.ndarray, val_fraction: float) -> tuple[Tensor, Tensor]:
+    """Train and validation indices (sorted), each class split in proportion: scikit-learn's
+    `train_test_split(stratify=labels, random_state=SPLIT_SEED)` draw for draw, so a run's split is
+    the one it was when scikit-learn made it (tests compare the two), with numpy alone."""
+    n = len(labels)
+    n_val = math.ceil(val_fraction * n)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    if min(n_val, n - n_val) < len(classes):
+        raise SpecError(
+            Problem(
+                f"val_fraction {val_fraction} leaves fewer than one example per class in a split",
+                ("train", "val_fraction"),
+                hint="use a fraction such as 0.2",
+            )
+        )
+    by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    rng = np.random.RandomState(SPLIT_SEED)
+    n_train = _approximate_mode(counts, n - n_val, rng)
+    n_test = _approximate_mode(counts - n_train, n_val, rng)
+    train: list[int] = []
+    val: list[int] = []
+    for members, k, t in zip(by_class, n_train, n_test, strict=True):
+        shuffled = members.take(rng.permutation(len(members)))
+        train.extend(shuffled[:k])
+        val.extend(shuffled[k : k + t])
+    return torch.as_tensor(sorted(train)), torch.as_tensor(sorted(val))
 
 
 class RandomShift(Dataset):
@@ -174,21 +214,26 @@ class RandomShift(Dataset):
         return padded[..., dy : dy + h, dx : dx + w], self.y[i]
 
 
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 digits as shipped in the package (`tools/make_digits.py` wrote them):
+    images (1797, 8, 8) of grey levels 0..16 and labels (1797,), both uint8. numpy only, no pickle."""
+    with np.load(DIGITS_FILE, allow_pickle=False) as data:
+        return data["images"], data["labels"]
+
+
 def digits(
     input_shape: tuple[int, int, int], *, val_fraction: float = 0.2, augment: bool = True
 ) -> DataSplit:
     """scikit-learn's bundled digits (1,797 images of 8x8, values 0..16, 10 classes). `augment`:
     training images shift by up to one original pixel (1/8 of the size) in each direction."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
+    images, labels = digits_arrays()
     c, h, w = input_shape
-    x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1) / 16.0
     if (h, w) != (8, 8):
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
     x = x.expand(-1, c, -1, -1).contiguous()
-    y = torch.as_tensor(bunch.target, dtype=torch.long)
-    tr, va = _stratified_split(y, val_fraction)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    tr, va = _stratified_split(labels, val_fraction)
     mean, std = x[tr].mean(), x[tr].std()
     x = (x - mean) / std
     shift = round(min(h, w) / 8) if augment else 0

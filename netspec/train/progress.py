@@ -1,17 +1,48 @@
-"""What a training run prints. Modes: `plain` (a line per epoch), `rich` (a progress bar, then a line
-per epoch), `auto` (rich on a terminal, plain otherwise), `json` (one JSON object per line on stdout:
-events start, step, epoch, note, end), `quiet` (nothing), or any callable taking each event dict."""
+"""A training run's events (start, step, epoch, note, end): what the run prints, and who else hears
+them. Print modes: `plain` (a line per epoch), `rich` (a progress bar, then a line per epoch), `auto`
+(rich on a terminal, plain otherwise), `json` (one JSON object per line on stdout), `final` (only the
+summary line at the end), `quiet` (nothing), or any callable taking each event dict.
+
+Listeners (loggers, and the callbacks of people who embed the runner) receive every event too: an
+object with `on_event(event)` or a plain callable. A listener asks the run to stop by raising
+`StopTraining`; the run then ends at the end of the current epoch, with its checkpoint, as a run
+that `stop_after` ends: `resume` continues it exactly.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 Event = dict[str, Any]
-MODES = ("auto", "plain", "rich", "json", "quiet")
+MODES = ("auto", "plain", "rich", "json", "final", "quiet")
+
+
+class StopTraining(Exception):  # noqa: N818 (a request, not an error: `raise StopTraining("reason")`)
+    """Raised by a callback to end the run after the current epoch (its checkpoint is written)."""
+
+
+@runtime_checkable
+class Callback(Protocol):
+    """What a run tells a listener: each event dict, in order. May raise StopTraining."""
+
+    def on_event(self, event: Event) -> None: ...
+
+
+Listener = Callback | Callable[[Event], Any]
+
+
+def _handler(listener: Listener) -> Callable[[Event], Any]:
+    if isinstance(listener, Callback):
+        return listener.on_event
+    if callable(listener):
+        return listener
+    raise TypeError(
+        f"a callback is an object with on_event(event) or a callable, not {type(listener).__name__}"
+    )
 
 
 def _fmt_epoch(e: Event) -> str:
@@ -35,12 +66,23 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def summary(event: Event) -> str:
+    """The one line that ends a run (its `end` event)."""
+    stopped = f"; stopped: {event['stopped']}" if event.get("stopped") else ""
+    return (
+        f"done: {event['out']}, val top-1 {100 * event['val_top1']:.2f}%"
+        f" (best {100 * event['best_top1']:.2f}% at epoch {event['best_epoch']})"
+        f" in {event['time']:.1f}s{stopped}"
+    )
+
+
 class Reporter:
     def __init__(
         self,
         mode: str | Callable[[Event], None] = "auto",
         *,
         stream: TextIO | None = None,
+        listeners: Sequence[Listener] = (),
     ):
         self.callback = mode if callable(mode) else None
         mode = "callback" if callable(mode) else mode
@@ -52,14 +94,28 @@ class Reporter:
         self.mode = mode
         self._progress: Any = None
         self._task: Any = None
+        self.listeners = [_handler(x) for x in listeners]
+        self.stop: str | None = None  # why a listener asked the run to stop (StopTraining)
 
     def emit(self, event: Event) -> None:
+        self._print(event)
+        for listener in self.listeners:
+            try:
+                listener(dict(event))  # a copy each: one listener's edits never reach the next
+            except StopTraining as request:
+                if self.stop is None:
+                    self.stop = str(request) or f"requested by {getattr(listener, '__qualname__', listener)}"
+
+    def _print(self, event: Event) -> None:
         kind = event["event"]
         if self.callback is not None:  # mode "callback"
             self.callback(event)
         elif self.mode == "json":
             self.stream.write(json.dumps({k: _clean(v) for k, v in event.items()}) + "\n")
             self.stream.flush()
+        elif self.mode == "final":
+            if kind == "end":
+                self._line(summary(event))
         elif self.mode == "quiet":
             return
         elif kind == "step":
@@ -79,10 +135,7 @@ class Reporter:
             self._line(event["message"])
         elif kind == "end":
             self._stop_bar()
-            self._line(
-                f"done: top-1 {100 * event['val_top1']:.2f}% (best {100 * event['best_top1']:.2f}%"
-                f" at epoch {event['best_epoch']}) in {event['time']:.1f}s; {event['out']}"
-            )
+            self._line(summary(event))
 
     def _line(self, text: str) -> None:
         self.stream.write(text + "\n")

@@ -100,6 +100,66 @@ class DistillConfig(_Strict):
     ema: StrictBool = Field(False, description="use the checkpoint's EMA weights")
 
 
+ALL_BUT_HEAD = "all_but_head"  # `freeze: all_but_head`: a linear probe (only the head trains)
+
+
+def _init_shorthand(value: Any) -> Any:
+    # `init: runs/resnet18` is short for {weights: runs/resnet18}
+    return {"weights": value} if isinstance(value, str) else value
+
+
+def _freeze_value(value: Any) -> Any:
+    if isinstance(value, str) and value != ALL_BUT_HEAD:
+        raise PydanticCustomError(
+            "freeze",
+            "a list of module paths or sections ([stem, layer1]), or all_but_head",
+        )
+    return value
+
+
+class InitConfig(_Strict):
+    """Start from pretrained weights instead of the spec's initialisation (fine-tuning). Applied when a
+    run starts, never on resume. The head (the layers whose shapes depend on `classes`) keeps the
+    spec's initialisation where the file cannot fill it (other classes) and is named in the output."""
+
+    weights: str = Field(
+        description="a netspec run directory or training checkpoint, a compiled .pt or .safetensors"
+        " (netspec compile), or a torchvision/timm state_dict (paired as import-weights pairs it)"
+    )
+    strict: StrictBool = Field(
+        True,
+        description="every tensor but the head's must come from the file, and every file tensor be"
+        " used; false: load what fits and list the rest",
+    )
+    reinit_head: Literal["auto"] | StrictBool = Field(
+        "auto",
+        description="auto: re-initialise the head where its shapes differ from the file's; true: always;"
+        " false: never (a different head is an error)",
+    )
+    ema: StrictBool = Field(False, description="a netspec checkpoint's EMA weights")
+    verify: str | None = Field(
+        None,
+        description="a torchvision/timm file: check the pairing against torchvision.models.NAME or"
+        " timm:NAME (logits on a random batch; needs the file's classes)",
+    )
+
+
+LoggerName = Literal["csv", "jsonl", "tensorboard", "mlflow"]
+
+
+def _default_loggers() -> list[LoggerName]:
+    return ["csv"]
+
+
+class MlflowConfig(_Strict):
+    """The mlflow logger: where its runs are stored, and under which experiment."""
+
+    tracking_uri: str | None = Field(
+        None, description="default: a file store in the run directory (RUN/mlruns)"
+    )
+    experiment: str | None = Field(None, description="default: the spec's name")
+
+
 class Recipe(_Strict):
     """How to train a spec: the spec's `train:` section."""
 
@@ -138,6 +198,27 @@ class Recipe(_Strict):
     eval_batch_size: StrictInt | None = Field(None, ge=1, description="default: batch_size")
     distill: DistillConfig | None = Field(None, description="a teacher to distill from")
     plots: StrictBool = Field(True, description="loss.png, accuracy.png and lr.png in the run directory")
+    loggers: list[LoggerName] = Field(
+        default_factory=_default_loggers,
+        description="where the metrics go besides the console: csv and jsonl (metrics.csv and"
+        " metrics.jsonl, always written), tensorboard (pip install 'netspec[tensorboard]'), mlflow"
+        " (pip install 'netspec[mlflow]')",
+    )
+    mlflow: MlflowConfig = Field(MlflowConfig(), description="the mlflow logger's settings")
+    keep_checkpoints: StrictInt | None = Field(
+        None,
+        ge=0,
+        description="keep the newest N per-epoch checkpoints (checkpoints/epoch_NNNN.pt); last.pt and"
+        " best.pt are kept whatever N is; default: all",
+    )
+    init: Annotated[InitConfig | None, BeforeValidator(_init_shorthand)] = Field(
+        None, description="pretrained weights to start from (a path is short for {weights: PATH})"
+    )
+    freeze: Annotated[list[str] | Literal["all_but_head"], BeforeValidator(_freeze_value)] = Field(
+        default_factory=list,
+        description="module paths or sections (stem, a stage's name, head) whose parameters do not train"
+        " and whose batch norms keep their statistics; all_but_head: a linear probe",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -160,6 +241,8 @@ _OWNERS: dict[str, type[BaseModel]] = {
     "schedule": ScheduleConfig,
     "label_smoothing": LabelSmoothingConfig,
     "distill": DistillConfig,
+    "mlflow": MlflowConfig,
+    "init": InitConfig,
 }
 
 

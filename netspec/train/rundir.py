@@ -53,8 +53,13 @@ RUN_FILES = frozenset(
         "lr.png",
         ckpt.LAST,
         ckpt.LAST + ckpt.SUFFIX,
+        ckpt.BEST,
+        ckpt.BEST + ckpt.SUFFIX,
+        "mlflow_run_id",  # loggers/mlflow.py: the MLflow run a resume continues
     ]
 )
+# The directories a run's loggers write into (loggers/): their own formats, theirs to name inside.
+RUN_DIRS = frozenset(["tensorboard", "mlruns"])
 
 
 def default_run_dir(name: str) -> Path:
@@ -68,6 +73,54 @@ def default_run_dir(name: str) -> Path:
             )
         ) from None
     return RUNS / name
+
+
+def numbered_run_dirs(name: str) -> list[tuple[int, Path]]:
+    """The run directories of `name` that exist, highest number first: runs/NAME is number 1,
+    runs/NAME-2, runs/NAME-3, ... the next ones (auto-increment, as ultralytics' runs/train2)."""
+    base = default_run_dir(name)
+    found = []
+    with contextlib.suppress(OSError):
+        for p in base.parent.iterdir():
+            suffix = p.name[len(name) + 1 :] if p.name.startswith(name + "-") else ""
+            if p.name == name:
+                found.append((1, p))
+            elif suffix.isdigit() and suffix == str(int(suffix)) and int(suffix) >= 2:
+                found.append((int(suffix), p))
+    return sorted(found, reverse=True)
+
+
+def newest_run_dir(name: str) -> Path:
+    """The highest-numbered run directory of `name` (`--resume` without `--out` continues it);
+    runs/NAME when there is none."""
+    found = numbered_run_dirs(name)
+    return found[0][1] if found else default_run_dir(name)
+
+
+def claim_new(name: str, most: int = 10_000) -> tuple[Path, RunLock]:
+    """Claim a directory for a new run of `name`: the highest-numbered one of runs/NAME, runs/NAME-2,
+    ... when it holds no run (a run that stopped before its first checkpoint) and no process holds
+    it, else the next number. Never a directory that holds a run, someone else's files, or another
+    live run (two runs starting at once take two directories: the lock decides)."""
+    base = default_run_dir(name)
+    found = numbered_run_dirs(name)
+    number = found[0][0] if found else 1
+    for _ in range(most):
+        path = base if number == 1 else base.with_name(f"{name}-{number}")
+        number += 1
+        if path.is_symlink() or (path.exists() and (not path.is_dir() or holds_run(path))):
+            continue
+        try:
+            lock = claim(path)
+        except RunDirError:  # held by a live run, or not netspec's: the next number
+            continue
+        if holds_run(path):  # a run ended there between the look and the lock
+            lock.release()
+            continue
+        return path, lock
+    raise RunDirError(
+        Problem(f"no free run directory for '{name}' in {base.parent}/", hint="choose one with --out")
+    )
 
 
 def holds_run(out: Path) -> bool:

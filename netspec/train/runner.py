@@ -5,7 +5,9 @@ A run directory holds
   `recipe.yaml` (the full recipe, with the effective lr);
 - `metrics.jsonl` and `metrics.csv`: a row per epoch (epoch, step, lr, train loss, val loss,
   top-1, top-5, images/s, time; EMA metrics when EMA is on);
-- `checkpoints/epoch_NNNN.pt` after every epoch and `last.pt`, each with a `.sha256` beside it;
+- `checkpoints/epoch_NNNN.pt` after every epoch (the newest `keep_checkpoints` of them), `last.pt`
+  and `best.pt` (the epoch with the best validation top-1), each with a `.sha256` beside it;
+- what the recipe's `loggers` write: `tensorboard/`, `mlruns/` (loggers/);
 - `.netspec-lock`, locked while a run holds the directory (rundir.py).
 A checkpoint holds model, optimizer, schedule step, grad scaler, EMA, epoch, step, the metrics so
 far and every RNG state (torch, CUDA, numpy, python, the data loader's generator), so a resumed run
@@ -26,7 +28,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,14 +43,15 @@ from ..errors import Problem, SpecError
 from ..source import locate
 from ..spec import Spec
 from . import checkpoint as ckpt
-from . import distributed, rundir
+from . import distributed, finetune, rundir
 from .data import DataSplit, load_data, loaders
 from .ema import EMA
 from .errors import RunDirError, TrainError
+from .loggers import Logger, RunInfo, check_loggers, open_loggers
 from .losses import Criterion, main_logits, mixup, sample_mixup
 from .lr import LRSchedule
 from .params import make_optimizer
-from .progress import Event, Reporter
+from .progress import Event, Listener, Reporter
 from .pymodel import ModelFile, is_model_file, read_model_file
 from .recipe import Recipe, check_training_memory, recipe_from_spec, validate_recipe
 
@@ -264,6 +267,11 @@ def _clear_run(out: Path) -> None:
     for name in sorted(rundir.RUN_FILES):
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             (out / name).unlink()
+    events = out / "tensorboard"  # TensorBoard would draw the old run's curves beside the new one's
+    for path in events.glob("events.out.tfevents.*") if events.is_dir() else []:
+        path.unlink()
+    with contextlib.suppress(OSError):
+        events.rmdir()
 
 
 def _seed_all(seed: int) -> None:
@@ -390,7 +398,12 @@ def _restore(run: _Run, state: dict[str, Any], path: Path) -> None:
 
 # Recipe fields a resumed run may change: how long it runs and how it is run, not what it computes
 # up to the checkpoint (a longer cosine schedule does change the rest of the run, as asked).
-RESUMABLE_CHANGES = frozenset(["epochs", "workers", "eval_batch_size", "plots", "download", "compile"])
+RESUMABLE_CHANGES = frozenset(
+    [
+        "epochs", "workers", "eval_batch_size", "plots", "download", "compile",
+        "loggers", "mlflow", "keep_checkpoints",
+    ]
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------- training
@@ -412,6 +425,8 @@ def train(
     stop_after: int | None = None,
     keep_checkpoints: int | None = None,
     input_shape: tuple[int, int, int] | None = None,
+    name: str | None = None,
+    callbacks: Sequence[Listener] = (),
 ) -> TrainResult:
     """Train a spec (a Spec, a spec file or zoo name with `overrides`), a model file (a `.py` path
     defining build_model(), INPUT_SHAPE and RECIPE, as `netspec export` writes it; `overrides` then
@@ -419,14 +434,21 @@ def train(
     (default: the spec's `train:` section, the file's RECIPE).
 
     data: a data set name (default: the recipe's `data`, `digits` unless set) or a DataSplit.
-    out: the run directory (default `runs/<spec name>`): new, empty or a netspec run's; locked for
-    the run's life (a second run on it is refused, naming the holder). Refused if it holds a run,
-    unless `resume` (continue from its newest usable checkpoint; or a checkpoint file) or `overwrite`
-    (start over: netspec's files there are removed). A resume compares the spec (or model file) and
-    the recipe with the run's and refuses on a difference, unless `force_resume` (which resumes).
-    log: auto | plain | rich | json | quiet, or a callable receiving each event dict; step events
-    come every `log_every` iterations. stop_after: end after this epoch (as an interruption would).
-    keep_checkpoints: keep only the newest N per-epoch checkpoints (default: all).
+    out: the run directory: new, empty or a netspec run's; locked for the run's life (a second run
+    on it is refused, naming the holder). Refused if it holds a run, unless `resume` (continue from
+    its newest usable checkpoint; or a checkpoint file) or `overwrite` (start over: netspec's files
+    there are removed). A resume compares the spec (or model file) and the recipe with the run's and
+    refuses on a difference, unless `force_resume` (which resumes).
+    name: without `out`, a new run takes runs/<name> (default: the spec's name), or runs/<name>-2,
+    -3, ... when that holds a run (rundir.claim_new); `resume` continues the highest-numbered one,
+    `overwrite` starts runs/<name> over.
+    log: auto | plain | rich | json | final | quiet, or a callable receiving each event dict; step
+    events come every `log_every` iterations. stop_after: end after this epoch (as an interruption
+    would). keep_checkpoints: keep only the newest N per-epoch checkpoints (default: the recipe's
+    `keep_checkpoints`, all unless set).
+    callbacks: listeners (an object with `on_event(event)`, or a callable) that receive every event
+    `log="json"` prints, in order; one raises progress.StopTraining to end the run after the
+    current epoch (checkpoint written, `TrainResult.stopped_early`; `resume` continues it exactly).
     Raises SpecError for mistakes in the spec or recipe, TrainError when the run cannot go on, and
     RunDirError (both a SpecError and a TrainError) when the directory must not be used as asked.
     """
@@ -440,8 +462,24 @@ def train(
             )
         )
     subject, recipe = _subject(model_or_spec, recipe, overrides, input_shape)
-    out_dir = Path(out) if out is not None else rundir.default_run_dir(subject.name)
+    check_loggers(recipe, subject.raw)  # a missing package is said now, not after the data is read
+    if keep_checkpoints is None:
+        keep_checkpoints = recipe.keep_checkpoints
+    if out is not None and name is not None:
+        raise RunDirError(
+            Problem("--name and --out both choose the run directory", hint="give one of them, not both")
+        )
+    run_name = name if name is not None else subject.name
     info = distributed.detect()  # torchrun: RANK, WORLD_SIZE, LOCAL_RANK
+    new_name = None  # a new run's directory is chosen when it is claimed (rundir.claim_new)
+    if out is not None:
+        out_dir = Path(out)
+    elif overwrite:
+        out_dir = rundir.default_run_dir(run_name)
+    elif resume or distributed.restarted():
+        out_dir = rundir.newest_run_dir(run_name)
+    else:
+        out_dir, new_name = rundir.default_run_dir(run_name), run_name
     if info.enabled:
         device = distributed.device_for(info, str(device))
     dev = _device(device)
@@ -450,10 +488,10 @@ def train(
     created_group = distributed.init(info, dev)
     lock = None
     try:
-        lock = _claim(out_dir, info)
+        out_dir, lock = _claim(out_dir, new_name, info)
         return _train(
             subject, recipe, info, dev, data, out_dir, resume, log, log_every, overwrite, force_resume,
-            stop_after, keep_checkpoints, started, lock,
+            stop_after, keep_checkpoints, started, lock, callbacks,
         )  # fmt: skip
     finally:
         if lock is not None:
@@ -462,22 +500,30 @@ def train(
             distributed.shutdown()
 
 
-def _claim(out_dir: Path, info: distributed.DistInfo) -> rundir.RunLock | None:
-    """Rank 0 claims the run directory and holds its lock for the run's life (rundir.claim); under
-    torchrun every rank learns whether it could, so that all stop with its message together."""
+def _claim(
+    out_dir: Path, new_name: str | None, info: distributed.DistInfo
+) -> tuple[Path, rundir.RunLock | None]:
+    """Rank 0 claims the run directory (`out_dir`, or a new one for `new_name`: rundir.claim_new) and
+    holds its lock for the run's life (rundir.claim); under torchrun every rank learns which it is,
+    or that it could not, so that all stop with its message together."""
     lock, failure = None, None
     if info.is_main:
         try:
-            lock = rundir.claim(out_dir)
+            if new_name is not None:
+                out_dir, lock = rundir.claim_new(new_name)
+            else:
+                lock = rundir.claim(out_dir)
         except TrainError as exc:  # a RunDirError too
             failure = exc
     if info.enabled:
-        message = distributed.broadcast_object(str(failure) if failure is not None else None)
+        told = distributed.broadcast_object((str(failure) if failure is not None else None, str(out_dir)))
+        assert isinstance(told, tuple)
+        message, out_dir = told[0], Path(told[1])
         if message is not None and failure is None:
             failure = TrainError(f"rank 0 could not take the run directory: {message}")
     if failure is not None:
         raise failure
-    return lock
+    return out_dir, lock
 
 
 def _train(
@@ -496,6 +542,7 @@ def _train(
     keep_checkpoints: int | None,
     started: float,
     lock: rundir.RunLock | None,
+    callbacks: Sequence[Listener],
 ) -> TrainResult:
     spec, name = subject.spec, subject.name
     main = info.is_main
@@ -516,7 +563,8 @@ def _train(
         )
     if resume is not True and resume:
         rundir.check_resume_target(out_dir, Path(resume))
-    reporter = Reporter(log if main else "quiet")
+    # a stop is decided on rank 0, where the callbacks run, and told to every rank at each epoch's end
+    reporter = Reporter(log if main else "quiet", listeners=callbacks if main else ())
     if lock is not None and lock.stale is not None:
         reporter.emit(
             {
@@ -537,6 +585,16 @@ def _train(
     else:
         assert subject.model is not None
         model = subject.model
+    restoring = bool(resume) and (resume is not True or rundir.holds_run(out_dir))
+    tuning = finetune.prepare(  # pretrained weights (only when starting) and frozen layers
+        model,
+        recipe,
+        spec,
+        start=not restoring,
+        input_shape=subject.input_shape,
+        raw=subject.raw,
+        note=lambda message: reporter.emit({"event": "note", "message": message}),
+    )
     if info.enabled:  # the same initial weights everywhere, then each rank its own random stream
         _seed_all(recipe.seed + 1_000_003 * info.rank)
     model = model.to(dev)
@@ -589,18 +647,28 @@ def _train(
         if main and last_good is not None and last_good.parent == out_dir / ckpt.EPOCH_DIR:
             # a crash between the epoch file and last.pt left last.pt older: bring it up to date
             ckpt.save_checkpoint(out_dir / ckpt.LAST, last_good.read_bytes())
+        if main and last_good is not None and _best_row(run.history)["epoch"] == run.epoch:
+            # the checkpoint is the best epoch's, and a crash may have come before best.pt's write
+            ckpt.save_checkpoint(out_dir / ckpt.BEST, last_good.read_bytes())
         if replace and main:  # only now that the spec, the data and the model are known to be good
             _clear_run(out_dir)
-        if spec is not None and main:
-            _write_text(out_dir / "spec.yaml", _yaml(rundir.spec_doc(spec)))
+        spec_text = str(model)  # a module given from Python: its repr is what is known of it
+        if spec is not None:
+            spec_text = _yaml(rundir.spec_doc(spec))
+            if main:
+                _write_text(out_dir / "spec.yaml", spec_text)
         copy = out_dir / "model.py"
-        if subject.source is not None and main and copy.resolve() != subject.source:
-            _write_text(copy, subject.source.read_text(encoding="utf-8"))  # the code that was trained
+        if subject.source is not None:
+            spec_text = subject.source.read_text(encoding="utf-8")
+            if main and copy.resolve() != subject.source:
+                _write_text(copy, spec_text)  # the code that was trained
         recipe_doc = {
             **recipe.model_dump(mode="json"),
             "effective_lr": schedule.base_lr,
             "iters_per_epoch": iters,
         }
+        if (source := finetune.provenance(tuning, out_dir)) is not None:
+            recipe_doc["init_weights"] = source  # where the weights came from: path and sha256
         if info.enabled:
             recipe_doc.update(
                 world_size=info.world_size, global_batch_size=recipe.batch_size * info.world_size
@@ -620,124 +688,161 @@ def _train(
     if recipe.compile:
         fwd = torch.compile(fwd)
     criterion = Criterion(recipe)
-    params = sum(p.numel() for p in model.parameters())
-    reporter.emit(
-        {
-            "event": "start",
-            "name": name,
-            "data": split.name,
-            "train_size": split.train_size,
-            "val_size": split.val_size,
-            "epochs": recipe.epochs,
-            "start_epoch": run.epoch + 1,
-            "iters_per_epoch": iters,
-            "params": params,
-            "device": str(dev) + (f" x {info.world_size} processes" if info.enabled else ""),
-            "out": str(out_dir),
-        }
-    )
-    sync_every = 1 if dev.type == "cpu" else max(1, log_every)
-    end_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
-    saved = str(last_good) if last_good is not None else None  # the newest checkpoint on disk
-    plotter = None
-    if recipe.plots and main:
-        from .plots import Plotter
-
-        plotter = Plotter()
+    loggers: list[Logger] = []
+    if main:
+        resumed = run.step if last_good is not None else None
+        try:
+            loggers = open_loggers(RunInfo(out_dir, name, recipe, spec_text, resumed))
+        except OSError as exc:
+            raise TrainError(f"opening the run's loggers in '{out_dir}' failed: {exc}") from None
+        reporter.listeners[:0] = [logger.on_event for logger in loggers]  # before the user's callbacks
     try:
-        for epoch in range(run.epoch + 1, end_epoch + 1):
-            if isinstance(train_loader.sampler, DistributedSampler):  # load_data's, when distributed
-                train_loader.sampler.set_epoch(epoch)
-            row = _train_epoch(
-                run,
-                fwd,
-                criterion,
-                schedule,
-                recipe,
-                train_loader,
-                epoch,
-                dev,
-                reporter,
-                sync_every,
-                log_every,
-                last_good,
-            )
-            if info.enabled:  # the mean loss over every rank, the images/s of all of them
-                distributed.sync_buffers(model)  # evaluate and save rank 0's model on every rank
-                loss_sum, ips = distributed.all_reduce_sum([row["train_loss"], row["images_per_s"]], dev)
-                row.update(train_loss=loss_sum / info.world_size, images_per_s=ips)
-            t_eval = time.perf_counter()
-            shard = info.enabled
-            ev = evaluate(
-                model,
-                val_loader,
-                device=dev,
-                amp=recipe.amp,
-                channels_last=recipe.channels_last,
-                distributed=shard,
-            )
-            row.update(val_loss=ev["loss"], val_top1=ev["top1"], val_top5=ev["top5"])
-            if info.enabled:
-                row["val_n"] = ev["n"]
-            if run.ema is not None:
-                ee = evaluate(run.ema.module, val_loader, device=dev, amp=recipe.amp, distributed=shard)
-                row.update(ema_val_loss=ee["loss"], ema_val_top1=ee["top1"], ema_val_top5=ee["top5"])
-            row["time"] = row["time"] + (time.perf_counter() - t_eval)
-            run.epoch = epoch
-            run.history.append(row)
-            state = _dist_state(run, recipe, name)
-            last_good = out_dir / ckpt.LAST
-            if main:
-                data_bytes = ckpt.serialize(state)
-                ckpt.save_checkpoint(ckpt.epoch_path(out_dir, epoch), data_bytes)
-                ckpt.save_checkpoint(out_dir / ckpt.LAST, data_bytes)
-                saved = f"{out_dir / ckpt.LAST} (epoch {epoch})"
-                if keep_checkpoints is not None:
-                    ckpt.prune(out_dir, max(1, keep_checkpoints))
-                _write_metrics(out_dir, run.history)
-                if plotter is not None:
-                    lrs = [schedule(t) for t in range(run.step)]
-                    missing = plotter(out_dir, run.history, lrs, last=epoch == end_epoch)
-                    if missing:
-                        reporter.emit({"event": "note", "message": missing})
-            reporter.emit({"event": "epoch", "epochs": recipe.epochs, **row})
-    except OSError as exc:
-        reporter.close()
-        what = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror or str(exc)
-        kept = f"the last good checkpoint, {saved}, is kept" if saved else "no checkpoint was written"
-        hint = "free some space, then " if exc.errno == errno.ENOSPC else ""
-        raise TrainError(
-            f"writing the run to '{out_dir}' failed: {what}; training stopped; {kept}"
-            + (f" ({hint}resume with --resume)" if saved else "")
-        ) from None
-    finally:
-        reporter.close()
-
-    best = max(run.history, key=lambda r: r["val_top1"], default=None)
-    result = TrainResult(
-        out=out_dir,
-        history=run.history,
-        model=model,
-        checkpoint=last_good,
-        best_top1=best["val_top1"] if best else 0.0,
-        best_epoch=best["epoch"] if best else 0,
-        time=time.perf_counter() - started,
-        stopped_early=end_epoch < recipe.epochs,
-    )
-    if run.history:
+        params = sum(p.numel() for p in model.parameters())
         reporter.emit(
             {
-                "event": "end",
-                "val_top1": run.history[-1]["val_top1"],
-                "best_top1": result.best_top1,
-                "best_epoch": result.best_epoch,
-                "epochs_done": run.epoch,
-                "time": result.time,
+                "event": "start",
+                "name": name,
+                "data": split.name,
+                "train_size": split.train_size,
+                "val_size": split.val_size,
+                "epochs": recipe.epochs,
+                "start_epoch": run.epoch + 1,
+                "iters_per_epoch": iters,
+                "params": params,
+                "device": str(dev) + (f" x {info.world_size} processes" if info.enabled else ""),
                 "out": str(out_dir),
-                "checkpoint": str(last_good) if last_good else None,
             }
         )
-    return result
+        sync_every = 1 if dev.type == "cpu" else max(1, log_every)
+        end_epoch = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
+        saved = str(last_good) if last_good is not None else None  # the newest checkpoint on disk
+        plotter = None
+        stopped: str | None = None  # why a callback ended the run early (StopTraining)
+        if recipe.plots and main:
+            from .plots import Plotter
+
+            plotter = Plotter()
+        try:
+            for epoch in range(run.epoch + 1, end_epoch + 1):
+                stopped = _stop_requested(reporter, info)
+                if stopped is not None:
+                    break
+                if isinstance(train_loader.sampler, DistributedSampler):  # load_data's, when distributed
+                    train_loader.sampler.set_epoch(epoch)
+                row = _train_epoch(
+                    run,
+                    fwd,
+                    criterion,
+                    schedule,
+                    recipe,
+                    train_loader,
+                    epoch,
+                    dev,
+                    reporter,
+                    sync_every,
+                    log_every,
+                    last_good,
+                )
+                if info.enabled:  # the mean loss over every rank, the images/s of all of them
+                    distributed.sync_buffers(model)  # evaluate and save rank 0's model on every rank
+                    loss_sum, ips = distributed.all_reduce_sum([row["train_loss"], row["images_per_s"]], dev)
+                    row.update(train_loss=loss_sum / info.world_size, images_per_s=ips)
+                t_eval = time.perf_counter()
+                shard = info.enabled
+                ev = evaluate(
+                    model,
+                    val_loader,
+                    device=dev,
+                    amp=recipe.amp,
+                    channels_last=recipe.channels_last,
+                    distributed=shard,
+                )
+                row.update(val_loss=ev["loss"], val_top1=ev["top1"], val_top5=ev["top5"])
+                if info.enabled:
+                    row["val_n"] = ev["n"]
+                if run.ema is not None:
+                    ee = evaluate(run.ema.module, val_loader, device=dev, amp=recipe.amp, distributed=shard)
+                    row.update(ema_val_loss=ee["loss"], ema_val_top1=ee["top1"], ema_val_top5=ee["top5"])
+                row["time"] = row["time"] + (time.perf_counter() - t_eval)
+                run.epoch = epoch
+                run.history.append(row)
+                state = _dist_state(run, recipe, name)
+                last_good = out_dir / ckpt.LAST
+                if main:
+                    data_bytes = ckpt.serialize(state)
+                    ckpt.save_checkpoint(ckpt.epoch_path(out_dir, epoch), data_bytes)
+                    ckpt.save_checkpoint(out_dir / ckpt.LAST, data_bytes)
+                    saved = f"{out_dir / ckpt.LAST} (epoch {epoch})"
+                    if _best_row(run.history) is row:  # the first epoch with the best val top-1
+                        ckpt.save_checkpoint(out_dir / ckpt.BEST, data_bytes)
+                    if keep_checkpoints is not None:  # last.pt and best.pt are whole copies: never needed
+                        ckpt.prune(out_dir, max(0, keep_checkpoints))
+                    _write_metrics(out_dir, run.history)
+                    if plotter is not None:
+                        lrs = [schedule(t) for t in range(run.step)]
+                        missing = plotter(out_dir, run.history, lrs, last=epoch == end_epoch)
+                        if missing:
+                            reporter.emit({"event": "note", "message": missing})
+                reporter.emit({"event": "epoch", "epochs": recipe.epochs, **row})
+        except OSError as exc:
+            reporter.close()
+            what = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror or str(exc)
+            kept = f"the last good checkpoint, {saved}, is kept" if saved else "no checkpoint was written"
+            hint = "free some space, then " if exc.errno == errno.ENOSPC else ""
+            raise TrainError(
+                f"writing the run to '{out_dir}' failed: {what}; training stopped; {kept}"
+                + (f" ({hint}resume with --resume)" if saved else "")
+            ) from None
+        finally:
+            reporter.close()
+
+        if stopped is not None:
+            again = "resume with --resume to continue" if run.epoch < recipe.epochs else "the run is complete"
+            message = f"stopped after epoch {run.epoch}: {stopped} ({again})"
+            reporter.emit({"event": "note", "message": message})
+        best = _best_row(run.history) if run.history else None
+        result = TrainResult(
+            out=out_dir,
+            history=run.history,
+            model=model,
+            checkpoint=last_good,
+            best_top1=best["val_top1"] if best else 0.0,
+            best_epoch=best["epoch"] if best else 0,
+            time=time.perf_counter() - started,
+            stopped_early=run.epoch < recipe.epochs,
+        )
+        if run.history:
+            reporter.emit(
+                {
+                    "event": "end",
+                    "val_top1": run.history[-1]["val_top1"],
+                    "best_top1": result.best_top1,
+                    "best_epoch": result.best_epoch,
+                    "epochs_done": run.epoch,
+                    "time": result.time,
+                    "out": str(out_dir),
+                    "checkpoint": str(last_good) if last_good else None,
+                    "stopped": stopped,
+                }
+            )
+        return result
+    finally:
+        for logger in loggers:
+            with contextlib.suppress(OSError):  # never in place of the error that ends the run
+                logger.close()
+
+
+def _best_row(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first epoch with the best validation top-1 (best.pt's)."""
+    return max(history, key=lambda row: row["val_top1"])
+
+
+def _stop_requested(reporter: Reporter, info: distributed.DistInfo) -> str | None:
+    """Why a callback asked the run to stop (on rank 0, where callbacks run), on every rank."""
+    if not info.enabled:
+        return reporter.stop
+    told = distributed.broadcast_object(reporter.stop)
+    return told if isinstance(told, str) else None
 
 
 def _yaml(doc: dict[str, Any]) -> str:
@@ -978,10 +1083,15 @@ def _check_run_spec(spec: Spec, checkpoint: Path) -> None:
 
 
 def _load_weights(
-    model: nn.Module, checkpoint: str | os.PathLike[str], ema: bool, map_location: Any, what: str
+    model: nn.Module,
+    checkpoint: str | os.PathLike[str],
+    ema: bool,
+    map_location: Any,
+    what: str,
+    note: Callable[[str], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Load a checkpoint's (EMA) weights into `model`: (the file used, the checkpoint)."""
-    path, state = _read_checkpoint(checkpoint, map_location)
+    path, state = _read_checkpoint(checkpoint, map_location, note)
     weights = state.get("ema" if ema else "model") if isinstance(state, dict) else None
     if not isinstance(weights, dict):
         raise TrainError(f"{path} has no {'EMA ' if ema else ''}model weights")
@@ -992,7 +1102,11 @@ def _load_weights(
     return path, state
 
 
-def _read_checkpoint(checkpoint: str | os.PathLike[str], map_location: Any) -> tuple[Path, dict[str, Any]]:
+def _read_checkpoint(
+    checkpoint: str | os.PathLike[str], map_location: Any, note: Callable[[str], None] | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """A run directory's newest usable checkpoint, or a checkpoint file; a file shared without its
+    `.sha256` is read after a note (default: a warning), a wrong checksum is refused."""
     path = Path(checkpoint)
     try:
         if path.is_dir():
@@ -1001,10 +1115,16 @@ def _read_checkpoint(checkpoint: str | os.PathLike[str], map_location: Any) -> t
                 raise TrainError(f"'{path}' holds no checkpoint")
             path, state, _ = found
         else:
-            state = ckpt.load_checkpoint(path, map_location=map_location)
+            state = finetune.read_training_checkpoint(path, note or _warn, map_location)
     except ckpt.CheckpointError as exc:
         raise TrainError(str(exc)) from None
     return path, state
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=4)
 
 
 def evaluate_checkpoint(
@@ -1017,12 +1137,15 @@ def evaluate_checkpoint(
     ema: bool = False,
     overrides: list[str] | None = None,
     force: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Metrics (loss, top1, top5, n) of a checkpoint (a file, or a run directory: its newest usable
     checkpoint) of a spec or a model file (a `.py` path) on the validation split of `data` (default:
     the recipe's). `ema` evaluates the checkpoint's EMA weights. Adds `checkpoint` (the file used)
     and `epoch` to the metrics. The checkpoint of a spec's run is read only with that spec (its
-    spec.yaml; the recipe may differ), unless `force`: a RunDirError names the fields that differ."""
+    spec.yaml; the recipe may differ), unless `force`: a RunDirError names the fields that differ.
+    A checkpoint file without its `.sha256` (shared alone) is read after `note` (default: a
+    warning); a wrong checksum is refused."""
     if isinstance(model_or_spec, nn.Module):
         raise TypeError("evaluate_checkpoint takes a spec (a Spec or a spec file) or a model file")
     dev = _device(device)
@@ -1034,7 +1157,7 @@ def evaluate_checkpoint(
     else:
         assert subject.model is not None
         model, what = subject.model, f"the network of '{model_or_spec}'"
-    path, state = _load_weights(model, checkpoint, ema, dev, what)
+    path, state = _load_weights(model, checkpoint, ema, dev, what, note)
     if subject.spec is not None and not force:
         _check_run_spec(subject.spec, path)
     model = model.to(dev)

@@ -9,37 +9,42 @@ from netspec.layers import Cost, LayerKind, LayerParams, Shape, ShapeError, Wind
 from netspec.layers.base import PositiveInt, need_map
 
 
-class ChannelShuffleParams(LayerParams):
-    groups: PositiveInt
+class ShiftParams(LayerParams):
+    kernel: PositiveInt = 3
 
 
-class ChannelShuffle(LayerKind):
-    name = "channel_shuffle"
-    Params = ChannelShuffleParams
-    prefix = "shuffle"
-    shorthand = "groups"
-    doc = "ShuffleNet's channel shuffle (Zhang et al. 2017): C = groups x k channels, transposed."
+class Shift(LayerKind):
+    name = "shift"
+    Params = ShiftParams
+    prefix = "shift"
+    shorthand = "kernel"
+    doc = (
+        "ShiftNet's shift (Wu et al. 2018): the channels in kernel x kernel groups, each group moved one "
+        "way; a spatial mix with no parameters and no multiply-adds."
+    )
 
-    def infer(self, p: ChannelShuffleParams, x: Shape) -> Shape:
+    def infer(self, p: ShiftParams, x: Shape) -> Shape:
         c, _, _ = need_map(x, self.name)
-        if c % p.groups:
-            raise ShapeError(f"channel_shuffle needs channels divisible by groups: {c} by {p.groups}")
+        if p.kernel % 2 == 0:
+            raise ShapeError(f"shift needs an odd kernel (a centre group that stays), got {p.kernel}")
+        if c % (p.kernel * p.kernel):
+            raise ShapeError(f"shift needs channels divisible by kernel x kernel: {c} by {p.kernel**2}")
         return x
 
-    def cost(self, p: ChannelShuffleParams, x: Shape, y: Shape) -> Cost:
-        return Cost()  # a reshape and a transpose: no parameters, no multiply-adds
+    def cost(self, p: ShiftParams, x: Shape, y: Shape) -> Cost:
+        return Cost()  # a padded copy: no parameters, no multiply-adds
 
-    def window(self, p: ChannelShuffleParams, x: Shape) -> Window:
-        return Window()  # position-wise
+    def window(self, p: ShiftParams, x: Shape) -> Window:
+        return Window((p.kernel, p.kernel), (1, 1))  # the groups together reach a kernel x kernel window
 
-    def build(self, p: ChannelShuffleParams, x: Shape, y: Shape) -> Any:
-        from .modules import ChannelShuffle as Module
+    def build(self, p: ShiftParams, x: Shape, y: Shape) -> Any:
+        from .modules import Shift as Module
 
-        return Module(p.groups)
+        return Module(p.kernel)
 
     @property
     def module_source(self) -> str:  # read only by `netspec export`, which has torch imported already
-        from .modules import ChannelShuffle as Module
+        from .modules import Shift as Module
 
         return inspect.getsource(Module)
 
