@@ -113,16 +113,38 @@ def test_a_missing_logger_package_is_a_located_error_naming_the_extra(tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
-def test_mlflow_really_missing_here_is_refused_at_the_override(tmp_path, monkeypatch):
-    import importlib.util
-
-    if importlib.util.find_spec("mlflow") is not None:  # where mlflow is installed this path is moot
-        return
+def test_a_missing_mlflow_is_refused_at_the_override(tmp_path, monkeypatch):
+    find_spec = loggers_module.importlib.util.find_spec
+    monkeypatch.setattr(
+        loggers_module.importlib.util, "find_spec", lambda name: None if name == "mlflow" else find_spec(name)
+    )
     monkeypatch.chdir(tmp_path)
     result = run_cli("train", "lenet5", "--set", "train.loggers=[mlflow]")
     assert result.exit_code == 2 and 'pip install "netspec[mlflow]"' in result.output, result.output
     assert "<--set train.loggers=[mlflow]>" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_mlflow_run_read_back_with_mlflows_client(tmp_path, monkeypatch):
+    """The run's MLflow store (SQLite, in the run directory), read with MLflow's own client: the
+    recipe as parameters, the spec as an artifact, every epoch's metrics equal to metrics.jsonl, and
+    nothing written to the working directory (MLflow's default would be ./mlruns)."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    train(LENET, out=out, overrides=["train.epochs=2", "train.loggers=[mlflow]"], log="quiet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    run = client.get_run((out / "mlflow_run_id").read_text().strip())
+    assert run.info.status == "FINISHED"
+    assert run.data.params["epochs"] == "2" and run.data.params["optimizer.name"] == "sgd"
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [h for h in history if "val_top1" in h]
+    logged = client.get_metric_history(run.info.run_id, "val_top1")
+    assert [m.value for m in logged] == pytest.approx([h["val_top1"] for h in epochs])
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "spec.yaml" in artifacts
 
 
 class _Recorder:

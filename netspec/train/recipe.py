@@ -155,7 +155,7 @@ class MlflowConfig(_Strict):
     """The mlflow logger: where its runs are stored, and under which experiment."""
 
     tracking_uri: str | None = Field(
-        None, description="default: a file store in the run directory (RUN/mlruns)"
+        None, description="default: a SQLite store in the run directory (RUN/mlflow.db)"
     )
     experiment: str | None = Field(None, description="default: the spec's name")
 

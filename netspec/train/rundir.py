@@ -59,7 +59,7 @@ RUN_FILES = frozenset(
     ]
 )
 # The directories a run's loggers write into (loggers/): their own formats, theirs to name inside.
-RUN_DIRS = frozenset(["tensorboard", "mlruns"])
+RUN_DIRS = frozenset(["tensorboard", "mlartifacts"])  # and the MLflow store, mlflow.db
 
 
 def default_run_dir(name: str) -> Path:

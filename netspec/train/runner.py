@@ -7,7 +7,7 @@ A run directory holds
   top-1, top-5, images/s, time; EMA metrics when EMA is on);
 - `checkpoints/epoch_NNNN.pt` after every epoch (the newest `keep_checkpoints` of them), `last.pt`
   and `best.pt` (the epoch with the best validation top-1), each with a `.sha256` beside it;
-- what the recipe's `loggers` write: `tensorboard/`, `mlruns/` (loggers/);
+- what the recipe's `loggers` write: `tensorboard/`, `mlflow.db` and `mlartifacts/` (loggers/);
 - `.netspec-lock`, locked while a run holds the directory (rundir.py).
 A checkpoint holds model, optimizer, schedule step, grad scaler, EMA, epoch, step, the metrics so
 far and every RNG state (torch, CUDA, numpy, python, the data loader's generator), so a resumed run

@@ -1,5 +1,6 @@
 """MLflow, through its public client API (mlflow.tracking.MlflowClient): a run per training run, in
-the recipe's `mlflow.tracking_uri` (default: a file store in the run directory, RUN/mlruns) under
+the recipe's `mlflow.tracking_uri` (default: a SQLite store in the run directory, RUN/mlflow.db, with
+artifacts in RUN/mlartifacts: MLflow 3 refuses its old file store unless told to) under
 the experiment `mlflow.experiment` (default: the spec's name). It gets the recipe as parameters
 (flattened: `optimizer.lr`), the spec as the artifact spec.yaml, train/loss and train/lr every log
 step, and every epoch's metrics at the training step. A resumed run continues the same MLflow run
@@ -14,6 +15,8 @@ from ..progress import Event
 from . import RunInfo
 
 RUN_ID_FILE = "mlflow_run_id"
+DATABASE = "mlflow.db"
+ARTIFACTS = "mlartifacts"  # never MLflow's default, ./mlruns of the working directory
 
 _EPOCH_METRICS = (
     "train_loss", "lr", "images_per_s", "val_loss", "val_top1", "val_top5",
@@ -35,14 +38,16 @@ class MlflowLogger:
         from mlflow.tracking import MlflowClient
 
         config = run.recipe.mlflow
-        uri = config.tracking_uri or (run.out / "mlruns").resolve().as_uri()
+        uri = config.tracking_uri or f"sqlite:///{(run.out / DATABASE).resolve()}"
         self.client: Any = MlflowClient(tracking_uri=uri)
         self.run_id = self._resumed(run)
         if self.run_id is None:
             name = config.experiment or run.name
             experiment = self.client.get_experiment_by_name(name)
             experiment_id = (
-                experiment.experiment_id if experiment is not None else self.client.create_experiment(name)
+                experiment.experiment_id
+                if experiment is not None
+                else self.client.create_experiment(name, (run.out / ARTIFACTS).resolve().as_uri())
             )
             created = self.client.create_run(experiment_id, run_name=run.out.name)
             self.run_id = created.info.run_id
