@@ -14,7 +14,7 @@ import torchvision
 
 import netspec
 
-from .conftest import SPECS, fvcore_macs, n_params, run_cli
+from .conftest import SPECS, batchnorm_calibrated, fvcore_macs, n_params, run_cli
 
 SPEC = SPECS / "efficientnet_b0.yaml"
 
@@ -63,25 +63,9 @@ def test_efficientnet_b0_equals_the_papers_table_2():
     assert round(matmul_macs(analysis) / 1e9, 2) == 0.39
 
 
-def calibrated(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
-    """The model in eval mode with its BatchNorm statistics taken from one batch. With the initial
-    statistics (mean 0, variance 1) the activations of a randomly initialised EfficientNet shrink
-    about 30x per stage, to logits near 1e-14, which any two networks would give "equal"."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average: after one batch, that batch's statistics
-    with torch.no_grad():
-        model.train()(x)
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-    return model.eval()
-
-
 def test_efficientnet_b0_state_dict_loads_strictly_with_equal_logits():
     spec, analysis, _, _ = b0()
-    ref = calibrated(reference(), torch.randn(4, *analysis.input_shape))
+    ref = batchnorm_calibrated(reference(), torch.randn(4, *analysis.input_shape))
     model = netspec.build(spec, seed=1).eval()
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert ours == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
@@ -191,7 +175,7 @@ def test_set_variant_builds_torchvisions_module_tensor_for_tensor(variant):
 @pytest.mark.parametrize("variant", [1, 5])  # B1: depths rounded up; B5: wider, BatchNorm eps 1e-3
 def test_set_variant_loads_torchvisions_state_dict_with_equal_logits(variant):
     spec = netspec.load_spec(SPEC, overrides=[f"vars.variant={variant}", "input.size=64"])
-    ref = calibrated(reference(variant), torch.randn(4, 3, 64, 64))
+    ref = batchnorm_calibrated(reference(variant), torch.randn(4, 3, 64, 64))
     model = netspec.build(spec, seed=0).eval()
     model.load_state_dict(ref.state_dict())  # strict
     x = torch.randn(2, 3, 64, 64)

@@ -279,31 +279,16 @@ def _located(exc: SpecError, where: Any) -> SpecError:
     return SpecError([Problem(p.message, p.path or path, p.location or where, p.hint) for p in exc.problems])
 
 
-def load_init(
-    model: nn.Module,
-    config: InitConfig,
-    head: list[str],
-    *,
-    input_shape: tuple[int, int, int] | None = None,
-    classes: int | None = None,
-    raw: Any = None,
-    note: Note = lambda _: None,
-) -> FineTune:
-    """Load `config.weights` into `model`; re-initialise the head (keep the model's own values for the
-    `head` keys) where the file cannot fill it or `reinit_head` is true. Raises a located SpecError
-    when the file does not fit (strict) or asks for what cannot be done."""
-    where = locate(raw, ("train", "init", "weights")) if raw is not None else None
-    try:
-        own, source = read_init(config.weights, config.ema, note)
-    except SpecError as exc:
-        raise _located(exc, where) from None
-    if own is not None and config.verify is not None:
+def _check_verify(config: InitConfig, own: bool, source: Any, raw: Any) -> None:
+    """`verify` checks how a torchvision/timm file pairs with the spec, with the file's own head."""
+    where = locate(raw, ("train", "init", "verify")) if raw is not None else None
+    if own and config.verify is not None:
         raise SpecError(
             Problem(
                 f"'{source.path}' is netspec's own ({source.kind}): its tensors pair by name, there is no"
                 " pairing to verify",
                 ("train", "init", "verify"),
-                locate(raw, ("train", "init", "verify")) if raw is not None else None,
+                where,
                 hint="drop `verify` (it checks how a torchvision/timm file pairs with the spec)",
             )
         )
@@ -312,20 +297,16 @@ def load_init(
             Problem(
                 "verify compares the model's logits with the reference's: a re-initialised head cannot agree",
                 ("train", "init", "verify"),
-                locate(raw, ("train", "init", "verify")) if raw is not None else None,
+                where,
                 hint="verify with the file's classes and reinit_head: auto",
             )
         )
-    kept = {k: v.detach().clone() for k, v in model.state_dict().items() if k in set(head)}
-    try:
-        fit = (
-            _by_name(model, own)
-            if own is not None
-            else _imported(model, source.path, config, input_shape, note)
-        )
-    except SpecError as exc:
-        raise _located(exc, where) from None
-    unfilled = [k for k in [*fit.mis_shaped, *fit.missing] if k in kept]
+
+
+def _head_to_reinit(fit: _Fit, head: set[str], config: InitConfig, source: Any, raw: Any) -> list[str]:
+    """The head tensors that keep the model's own values: all of them with `reinit_head: true`, else
+    those the file cannot fill (an error with `reinit_head: false`)."""
+    unfilled = [k for k in [*fit.mis_shaped, *fit.missing] if k in head]
     if unfilled and config.reinit_head is False:
         raise SpecError(
             Problem(
@@ -335,10 +316,16 @@ def load_init(
                 hint="set the spec's `classes` to the file's, or let the head be re-initialised",
             )
         )
-    reinit = sorted(kept) if config.reinit_head is True else unfilled
+    return sorted(head) if config.reinit_head is True else unfilled
+
+
+def _check_beyond_head(
+    fit: _Fit, head: set[str], config: InitConfig, source: Any, where: Any, note: Note
+) -> None:
+    """Outside the head, a strict init fills every model tensor and uses every file tensor."""
     left = [
-        *(f"{k} (shape)" for k in fit.mis_shaped if k not in kept),
-        *(f"{k} (missing from the file)" for k in fit.missing if k not in kept),
+        *(f"{k} (shape)" for k in fit.mis_shaped if k not in head),
+        *(f"{k} (missing from the file)" for k in fit.missing if k not in head),
         *fit.other,
     ]
     unused = fit.unexpected
@@ -360,6 +347,38 @@ def load_init(
     if left or unused:
         kept_init = f"{len(left)} model tensors kept their initial values ({_listed(left)})"
         note(f"strict: false: {kept_init}, {len(unused)} file tensors unused")
+
+
+def load_init(
+    model: nn.Module,
+    config: InitConfig,
+    head: list[str],
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    classes: int | None = None,
+    raw: Any = None,
+    note: Note = lambda _: None,
+) -> FineTune:
+    """Load `config.weights` into `model`; re-initialise the head (keep the model's own values for the
+    `head` keys) where the file cannot fill it or `reinit_head` is true. Raises a located SpecError
+    when the file does not fit (strict) or asks for what cannot be done."""
+    where = locate(raw, ("train", "init", "weights")) if raw is not None else None
+    try:
+        own, source = read_init(config.weights, config.ema, note)
+    except SpecError as exc:
+        raise _located(exc, where) from None
+    _check_verify(config, own is not None, source, raw)
+    kept = {k: v.detach().clone() for k, v in model.state_dict().items() if k in set(head)}
+    try:
+        fit = (
+            _by_name(model, own)
+            if own is not None
+            else _imported(model, source.path, config, input_shape, note)
+        )
+    except SpecError as exc:
+        raise _located(exc, where) from None
+    reinit = _head_to_reinit(fit, set(kept), config, source, raw)
+    _check_beyond_head(fit, set(kept), config, source, where, note)
     if reinit:
         with torch.no_grad():
             state = model.state_dict()
