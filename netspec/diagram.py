@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
@@ -50,6 +51,34 @@ def _block_key(node: Node) -> tuple:
 
 def _layer_desc(node: LayerNode) -> str:
     return KINDS[node.kind].describe(node.params, node.in_shape, node.out_shape)
+
+
+def drawn_runs(nodes: list[Node], collapse: bool) -> Iterator[tuple[str, list[Node]]]:
+    """A sequence as a diagram draws it: ("fused", conv [+ norm] [+ act]), ("repeat", consecutive
+    blocks of one kind, with `collapse`) or ("node", [one node]). The DOT writer and the SVG/Mermaid
+    scene (netspec/draw/scene.py) both draw these runs."""
+    i = 0
+    while i < len(nodes):
+        node = nodes[i]
+        j = i + 1
+        if _role(node) is UnitRole.CONV:
+            if j < len(nodes) and _role(nodes[j]) is UnitRole.NORM:
+                j += 1
+            if j < len(nodes) and _role(nodes[j]) is UnitRole.ACT:
+                j += 1
+            if j > i + 1:
+                yield "fused", nodes[i:j]
+                i = j
+                continue
+        if collapse and node.is_block:
+            while j < len(nodes) and nodes[j].is_block and _block_key(nodes[j]) == _block_key(node):
+                j += 1
+            if j - i > 1:
+                yield "repeat", nodes[i:j]
+                i = j
+                continue
+        yield "node", [node]
+        i += 1
 
 
 class _Writer:
@@ -94,29 +123,13 @@ class _Writer:
     # -- nodes ------------------------------------------------------------------------------------
 
     def seq(self, nodes: list[Node], inputs: list[Port], depth: int) -> list[Port]:
-        i = 0
-        while i < len(nodes):
-            node = nodes[i]
-            if _role(node) is UnitRole.CONV:
-                j = i + 1
-                if j < len(nodes) and _role(nodes[j]) is UnitRole.NORM:
-                    j += 1
-                if j < len(nodes) and _role(nodes[j]) is UnitRole.ACT:
-                    j += 1
-                if j > i + 1:
-                    inputs = self.fused(nodes[i:j], inputs)
-                    i = j
-                    continue
-            if self.collapse and node.is_block:
-                j = i + 1
-                while j < len(nodes) and nodes[j].is_block and _block_key(nodes[j]) == _block_key(node):
-                    j += 1
-                if j - i > 1:
-                    inputs = self.collapsed(nodes[i:j], inputs)
-                    i = j
-                    continue
-            inputs = self.node(node, inputs, depth)
-            i += 1
+        for run, group in drawn_runs(nodes, self.collapse):
+            if run == "fused":
+                inputs = self.fused(group, inputs)
+            elif run == "repeat":
+                inputs = self.collapsed(group, inputs)
+            else:
+                inputs = self.node(group[0], inputs, depth)
         return inputs
 
     def fused(self, group: list[Node], inputs: list[Port]) -> list[Port]:

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..diagram import _block_key, _layer_desc, _role  # one decision, shared with DOT
+from ..diagram import _layer_desc, drawn_runs  # one decision, shared with DOT
 from ..ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
 from ..layers import KINDS
 from ..layers.activation import Activation
-from ..layers.base import Shape, UnitRole
+from ..layers.base import Shape
 from ..layers.conv import Conv
 from ..layers.linear import Linear
 from ..layers.norm import BatchNorm, LocalResponseNorm
@@ -177,30 +177,14 @@ class _Builder:
 
     def seq(self, nodes: list[Node], depth: int, in_shape: Shape) -> Series:
         parts: list[Part] = []
-        i = 0
-        while i < len(nodes):
-            node = nodes[i]
-            if _role(node) is UnitRole.CONV:
-                j = i + 1
-                if j < len(nodes) and _role(nodes[j]) is UnitRole.NORM:
-                    j += 1
-                if j < len(nodes) and _role(nodes[j]) is UnitRole.ACT:
-                    j += 1
-                if j > i + 1:
-                    parts.append(self.fused(nodes[i:j]))  # type: ignore[arg-type]
-                    i = j
-                    continue
-            if self.collapse and node.is_block:
-                j = i + 1
-                while j < len(nodes) and nodes[j].is_block and _block_key(nodes[j]) == _block_key(node):
-                    j += 1
-                if j - i > 1:
-                    parts.append(self.repeat(nodes[i:j]))
-                    i = j
-                    continue
-            part = self.node(node, depth)
-            parts.extend(part.parts if isinstance(part, Series) else [part])
-            i += 1
+        for run, group in drawn_runs(nodes, self.collapse):
+            if run == "fused":
+                parts.append(self.fused(group))  # type: ignore[arg-type]  # a fused run is layers
+            elif run == "repeat":
+                parts.append(self.repeat(group))
+            else:
+                part = self.node(group[0], depth)
+                parts.extend(part.parts if isinstance(part, Series) else [part])
         inner = _plain_sequential(parts[0]) if len(parts) == 1 else None
         if inner is not None:  # a box that is all its parent holds repeats the parent's box
             return inner
@@ -208,7 +192,7 @@ class _Builder:
 
     def fused(self, group: list[LayerNode]) -> Item:
         conv = group[0]
-        rest = " + ".join("bn" if _role(n) is UnitRole.NORM else n.kind for n in group[1:])
+        rest = " + ".join(KINDS[n.kind].prefix for n in group[1:])  # bn + relu, as the DOT writer
         return self.item(
             "fused", [describe(conv), f"+ {rest}"], "convolution", conv.path, tuple(n.path for n in group),
             group[-1].out_shape,
