@@ -209,7 +209,6 @@ def report(
     `netspec report resnet50_d --check`, `netspec report resnet50 -f html -o resnet50.html`
     """
     from .analysis import analyze
-    from .report import print_table, scaling_sizes, to_json, to_markdown
     from .report import scaling as compute_scaling
 
     if format == ReportFormat.html and check:
@@ -228,10 +227,8 @@ def report(
         a = analyze(spec_obj)
     except SpecError as exc:
         fail(exc)
-    scale = None
-    if scaling and scaling != "none":
-        sizes = [(s, s) for s in _sizes(scaling)] if scaling != "auto" else scaling_sizes(a.input_shape[1:])
-        scale = compute_scaling(spec_obj, sizes)
+    sizes = _scaling_sizes(scaling, a.input_shape)
+    scale = compute_scaling(spec_obj, sizes) if sizes is not None else None
     if format == ReportFormat.html:
         from .report_html import spec_html_report
         from .run_record import read_run
@@ -241,9 +238,26 @@ def report(
         except SpecError as exc:
             fail(exc)
         write_or_print(spec_html_report(spec_obj, depth=depth, scale=scale, run=run), output)
-    elif format == ReportFormat.json:
+    else:
+        _write_report(a, format.value, output, depth, scale)
+
+
+def _scaling_sizes(scaling: str | None, input_shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
+    """The input sizes `--scaling` asks for (`auto`: around the input's), or None for none."""
+    from .report import scaling_sizes
+
+    if not scaling or scaling == "none":
+        return None
+    return [(s, s) for s in _sizes(scaling)] if scaling != "auto" else scaling_sizes(input_shape[1:])
+
+
+def _write_report(a: Any, format: str, output: Path | None, depth: int | None, scale: Any) -> None:
+    """The analysis `a` as JSON or Markdown (to `output`, or stdout) or a table, with its scaling."""
+    from .report import print_table, to_json, to_markdown
+
+    if format == Format.json:
         write_or_print(to_json(a, depth, scale) + "\n", output)
-    elif format == ReportFormat.markdown:
+    elif format == Format.markdown:
         write_or_print(to_markdown(a, depth, scale) + "\n", output)
     else:
         print_table(a, depth, scale)
@@ -277,7 +291,6 @@ def _report_model(
 ) -> None:
     """`report` of a model that is not a spec, traced (netspec/foreign): the same table, JSON and markdown."""
     from .foreign import analyze_module, input_shape, load_model, model_scaling
-    from .report import print_table, scaling_sizes, to_json, to_markdown
 
     if check or set_ or format not in (Format.table, Format.json, Format.markdown):
         usage_error(f"{ref} is a model, not a spec: --check, --set and -f html take a spec")
@@ -289,16 +302,10 @@ def _report_model(
         fail(exc)
     for note in notes:
         typer.echo(f"note: {printable(note)}", err=True)
-    scale = None
-    if scaling and scaling != "none":
-        sizes = [(s, s) for s in _sizes(scaling)] if scaling != "auto" else scaling_sizes(a.input_shape[1:])
-        scale = model_scaling(model, shape[0], sizes)
-    if format == Format.json:
-        write_or_print(to_json(a, depth, scale) + "\n", output)
-    elif format == Format.markdown:
-        write_or_print(to_markdown(a, depth, scale) + "\n", output)
-    else:
-        print_table(a, depth, scale)
+    sizes = _scaling_sizes(scaling, a.input_shape)
+    _write_report(
+        a, format, output, depth, model_scaling(model, shape[0], sizes) if sizes is not None else None
+    )
 
 
 def _report_check(
