@@ -54,6 +54,19 @@ def run_cli(*args: str):
     return result
 
 
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """One intra-op thread for a whole module (`pytestmark = pytest.mark.usefixtures(...)`), for
+    modules whose module-scoped fixtures build models: on a small shared machine several threads per
+    forward mostly wait on each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """Training tests run on one thread: steadier on a shared 2-core machine."""

@@ -25,13 +25,7 @@ from netspec.expr import MAX_EVAL_STEPS, MAX_LIST_LEN, ExprError, evaluate
 
 from .conftest import SPECS, fvcore_macs, n_params, run_cli
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 # -- expressions: values against Python ------------------------------------------------------------

@@ -27,14 +27,7 @@ ZOO = [*TORCHVISION, "mobilenet_v1"]
 AUX_HEADS = {"googlenet": ["aux1", "aux2"], "inception_v3": ["AuxLogits"]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small shared machine, several threads per forward mostly wait on each
-    other (a forward of these models runs several times faster this way)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @functools.cache

@@ -25,12 +25,7 @@ SPEC = SPECS / "convnext_tiny.yaml"
 POINTWISE = re.compile(r"\.block\.[35]\.weight$")  # CNBlock's two nn.Linear layers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @functools.cache

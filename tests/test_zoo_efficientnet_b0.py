@@ -19,12 +19,7 @@ from .conftest import SPECS, batchnorm_calibrated, fvcore_macs, n_params, run_cl
 SPEC = SPECS / "efficientnet_b0.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def reference(variant: int = 0, **kwargs):

@@ -18,12 +18,7 @@ from .conftest import SPECS, fvcore_analysis, fvcore_macs, n_params
 SPEC = SPECS / "mobilenet_v3_large.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @functools.cache
