@@ -35,6 +35,8 @@ class Field:
     def through(self, kernel: tuple[int, int], stride: tuple[int, int], is_global: bool) -> Field:
         if is_global:  # a global pool: one output pixel, no grid to step along
             return Field(self.rf, self.jump, True)
+        if kernel == (1, 1) and stride == (1, 1):  # most layers (1x1 convs, norms, activations)
+            return self
         jump = (self.jump[0] * stride[0], self.jump[1] * stride[1])
         if self.is_global:  # the field already covers the input (an SE gate); the grid still strides
             return Field(self.rf, jump, True)

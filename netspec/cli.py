@@ -586,6 +586,17 @@ def train(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="train.seed")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="train.threads: torch intra-op threads (default: from the work and free cores)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="train.workers: data loading processes for data read from files (default: every core"
+            " but one, up to 8; in-memory data sets need none)."
+        ),
+    ] = None,
     download: Annotated[
         bool, typer.Option("--download", help="Let torchvision download mnist / cifar10 into DIR.")
     ] = False,
@@ -653,7 +664,14 @@ def train(
     from .train.pymodel import is_model_file
 
     flags = train_overrides(
-        epochs=epochs, batch_size=batch_size, lr=lr, data=data, seed=seed, download=download
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        data=data,
+        seed=seed,
+        download=download,
+        threads=threads,
+        workers=workers,
     )
     flags += [f"train.init.{k}={json.dumps(v)}" for k, v in (("weights", init), ("verify", verify)) if v]
     log = "json" if json_lines else "final" if quiet else "auto"  # each prints the summary line once
@@ -1014,6 +1032,53 @@ def _name_problem(name: str) -> str | None:
     except ValidationError as exc:
         return str(exc.errors()[0]["msg"])
     return None
+
+
+@app.command()
+def bench(
+    spec: SpecArgument,
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", "-b", help="Batch sizes: `1,8,32`.")
+    ] = "1,8,32",
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="Module and input channels_last.")
+    ] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the module first.")] = False,
+    device: Annotated[str, typer.Option(help="auto (cuda if any), cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads (default: torch's).")] = None,
+    input_size: Annotated[
+        str | None, typer.Option("--input-size", "--input", "-i", help="Input size: 224, 160x192, 3x224x224.")
+    ] = None,
+    train_: Annotated[bool, typer.Option("--train", help="Time a training step (fwd, bwd, SGD).")] = False,
+    min_run_time: Annotated[float, typer.Option(help="Seconds measured per batch size.")] = 1.0,
+    format: Annotated[Format, typer.Option("--format", "-f", help="table, json or markdown.")] = Format.table,
+    set_: SetOption = None,
+    allow_large: AllowLargeOption = False,
+) -> None:
+    """Measured latency and throughput of the built module at each batch size (torch.utils.benchmark:
+    median and IQR of adaptive_autorange), beside its static MACs (achieved GMAC/s). Inference is a
+    forward in eval mode under inference_mode; `--train` times a training step instead.
+
+    Example: `netspec bench resnet50_d --batch-sizes 1,32 --channels-last -f json`
+    """
+    from .bench import BenchSettings, benchmark, parse_batch_sizes
+    from .bench.result import print_table, to_markdown
+
+    try:
+        settings = BenchSettings(
+            batch_sizes=parse_batch_sizes(batch_sizes), device=device, channels_last=channels_last,
+            compile=compile_, threads=threads, min_run_time=min_run_time, train=train_,
+        )  # fmt: skip
+        settings.check()  # before the spec is read: a typo in an option costs nothing
+        result = benchmark(load(spec, set_, input_size, allow_large), settings)
+    except SpecError as exc:
+        fail(exc)
+    if format == Format.json:
+        typer.echo(result.to_json())
+    elif format == Format.markdown:
+        typer.echo(to_markdown(result))
+    else:
+        print_table(result)
 
 
 @app.command()

@@ -19,6 +19,7 @@ import re
 from collections import ChainMap
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 
 MAX_EXPR_CHARS = 500
@@ -281,15 +282,17 @@ class _Evaluator:
             raise ExprError(f"expression takes more than {MAX_EVAL_STEPS:,} steps to evaluate")
 
     def eval(self, node: ast.AST) -> Any:
-        method = getattr(self, "_" + type(node).__name__, None)
+        method = _HANDLERS.get(type(node))
         if method is None:
             raise ExprError(f"'{type(node).__name__}' is not allowed in an expression")
-        self.spend(1)
+        self.steps += 1  # spend(1), inline: this runs for every node
+        if self.steps > MAX_EVAL_STEPS:
+            self.spend(0)
         self.depth += 1
         if self.depth > MAX_EXPR_DEPTH:
             raise ExprError(f"expression is nested more than {MAX_EXPR_DEPTH} levels deep")
         try:
-            return method(node)
+            return method(self, node)
         finally:
             self.depth -= 1
 
@@ -306,7 +309,9 @@ class _Evaluator:
             return True
         if node.id in ("false", "False"):
             return False
-        if node.id not in self.scope:
+        try:
+            value = self.scope[node.id]  # one pass through a chain of scopes (`in`, then `[]`: two)
+        except KeyError:
             from .errors import did_you_mean
 
             hint = did_you_mean(node.id, self.scope)
@@ -314,8 +319,7 @@ class _Evaluator:
             known = ", ".join(names[:20]) + (f", ... ({len(names)} names)" if len(names) > 20 else "")
             raise ExprError(
                 f"unknown name '{node.id}'" + (f"; {hint}" if hint else f" (known: {known or 'none'})")
-            )
-        value = self.scope[node.id]
+            ) from None
         # a variable read from YAML may be NaN, infinite or huge: it enters arithmetic bounded like a result
         if isinstance(value, float) and not math.isfinite(value):
             raise ExprError(f"'{node.id}' is {value}, not a finite number")
@@ -447,6 +451,29 @@ class _Evaluator:
         return result
 
 
+# the evaluator's method for each syntax-tree node type it allows (`_BinOp` for ast.BinOp, ...)
+_HANDLERS: dict[type, Callable[[_Evaluator, Any], Any]] = {
+    getattr(ast, name[1:]): method
+    for name, method in vars(_Evaluator).items()
+    if name[:1] == "_" and name[1:2].isupper() and isinstance(getattr(ast, name[1:], None), type)
+}
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> ast.Expression | str:
+    """The syntax tree of an expression, or why it has none. Cached, as `re` caches its patterns: a
+    network's blocks evaluate the same few formulas at every use, and a sweep lowers one spec again and
+    again. The trees are only read, never changed."""
+    try:
+        return ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        return f"invalid expression '{text}': {exc.msg}"
+    except ValueError as exc:  # whatever else ast.parse refuses outside SyntaxError
+        return f"invalid expression: {exc}"
+    except (RecursionError, MemoryError):
+        return "expression is nested too deeply"
+
+
 def evaluate(source: str, scope: Mapping[str, Any], steps: Steps | None = None) -> Any:
     """Evaluate one expression (the text inside `${...}`), adding the steps it took to `steps`.
     Raises ExprError, and nothing else."""
@@ -455,18 +482,16 @@ def evaluate(source: str, scope: Mapping[str, Any], steps: Steps | None = None) 
     text = source.strip()
     if "\0" in text:  # Python versions differ in how ast.parse refuses it
         raise ExprError("expression contains a NUL character")
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as exc:
-        raise ExprError(f"invalid expression '{text}': {exc.msg}") from None
-    except ValueError as exc:  # whatever else ast.parse refuses outside SyntaxError
-        raise ExprError(f"invalid expression: {exc}") from None
-    except (RecursionError, MemoryError):
-        raise ExprError("expression is nested too deeply") from None
+    tree = _parse(text)
+    if isinstance(tree, str):
+        raise ExprError(tree)
     # The one place where evaluation failures become ExprError: the checks above name most of them
     # precisely; whatever they miss is still the user's expression failing, never a crash.
     evaluator = _Evaluator(scope)
     try:
+        if type(tree.body) is ast.Name:  # `${width}`, most expressions: two nodes, the second a name
+            evaluator.steps = 2
+            return evaluator._Name(tree.body)
         return evaluator.eval(tree)
     except ExprError:
         raise
@@ -485,8 +510,102 @@ def has_expression(value: Any) -> bool:
     return isinstance(value, str) and "${" in value
 
 
-def substitute(value: str, scope: Mapping[str, Any], steps: Steps | None = None) -> Any:
-    """`${e}` alone gives e's typed value; `${e}` inside text is formatted into the text."""
+Memo = dict[tuple[Any, ...], Any]  # (value, the values of the names it reads) -> (result, steps)
+_ABSENT = ("absent",)  # a name the scope does not hold, as part of a memo key
+
+
+def substitute(
+    value: str, scope: Mapping[str, Any], steps: Steps | None = None, memo: Memo | None = None
+) -> Any:
+    """`${e}` alone gives e's typed value; `${e}` inside text is formatted into the text.
+
+    With a `memo` (one per lowering), a value computed before from the same values of the names it reads
+    is reused, its steps counted again: an expression depends on nothing else. Failures are not kept."""
+    name = _single_name(value) if len(value) <= MAX_TEXT_CHARS else None  # (caches hold short texts)
+    if name is not None:  # `${width}`: most values read one name; anything unusual takes the long way
+        try:
+            v = scope[name]
+        except KeyError:
+            v = _ABSENT
+        t = type(v)
+        if (
+            t is str
+            or t is bool
+            or (t is int and -MAX_ABS_INT <= v <= MAX_ABS_INT)
+            or (t is float and math.isfinite(v))
+        ):
+            if steps is not None:
+                steps.taken += 2  # as evaluated: the expression node and the name
+            return v
+    key = _memo_key(value, scope) if memo is not None else None
+    if key is None or memo is None:
+        return _substitute(value, scope, steps)
+    known = memo.get(key)
+    if known is None:
+        own = Steps()
+        try:
+            known = memo[key] = (_substitute(value, scope, own), own.taken)
+        finally:
+            if steps is not None:
+                steps.taken += own.taken
+    elif steps is not None:
+        steps.taken += known[1]
+    return list(known[0]) if isinstance(known[0], list) else known[0]  # the memo's list stays as made
+
+
+def _memo_key(value: str, scope: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """`value` with the values of the names it reads, or None where they are not plain values (a list
+    could be long: a key must cost less than what it saves) or where there is nothing to save."""
+    names = _names_read(value) if len(value) <= MAX_TEXT_CHARS else None  # (caches hold short texts)
+    if names is None:
+        return None
+    key: list[Any] = ["expr", value]
+    for name in names:
+        try:
+            v = scope[name]
+        except KeyError:
+            v = _ABSENT
+        t = type(v)
+        if t is float:
+            key.append((t, repr(v)))  # repr: -0.0 and 0.0 stay apart
+        elif t in (int, str, bool, type(None)) or v is _ABSENT:
+            key.append((t, v))  # the type: 1, 1.0 and True are equal but give different results
+        else:
+            return None
+    return tuple(key)
+
+
+@lru_cache(maxsize=1024)
+def _single_name(value: str) -> str | None:
+    """The name `value` is, where it is exactly `${name}` of a name the scope may hold."""
+    whole = _EXPR.fullmatch(value.strip())
+    if whole is None or len(whole.group(1)) > MAX_EXPR_CHARS:
+        return None
+    text = whole.group(1).strip()
+    tree = _parse(text) if "\0" not in text else None
+    if isinstance(tree, ast.Expression) and type(tree.body) is ast.Name:
+        name = tree.body.id
+        return None if name in ("true", "True", "false", "False") else name
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _names_read(value: str) -> tuple[str, ...] | None:
+    """The names the expressions in `value` read; None where one cannot be read (its error is not
+    remembered) or where `value` is a single name (`${width}`: reading it is cheaper than a key)."""
+    names: set[str] = set()
+    for m in _EXPR.finditer(value):
+        text = m.group(1).strip()
+        if len(m.group(1)) > MAX_EXPR_CHARS or "\0" in text:
+            return None
+        tree = _parse(text)
+        if isinstance(tree, str) or (m.group(0) == value.strip() and type(tree.body) is ast.Name):
+            return None
+        names.update(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
+    return tuple(sorted(names)) if names or "${" in value else None
+
+
+def _substitute(value: str, scope: Mapping[str, Any], steps: Steps | None = None) -> Any:
     whole = _EXPR.fullmatch(value.strip())
     if whole:
         return evaluate(whole.group(1), scope, steps)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .layers.base import Cost, Shape, Window
+from .layers.init_schemes import DEFAULT_INIT, InitScheme
 
 
 @dataclass
@@ -47,7 +48,7 @@ class LayerNode(Node):
     zero_init: bool = False  # BN that closes a residual branch (zero-gamma)
     # the weight-init scheme: the layer's own `init:`, else the spec's `init:` default for its kind
     # (LayerKind.init_default); "default" keeps PyTorch's own initialisation
-    init: str = "default"
+    init: InitScheme = DEFAULT_INIT
 
 
 @dataclass

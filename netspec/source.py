@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from .errors import Location, Path, Problem, SpecSizeError, SpecSyntaxError
 
@@ -83,17 +87,24 @@ def _loc(file: str, node: Node) -> Location:
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# the keys PyYAML's flatten_mapping acts on (`<<` merges, `=` values); a mapping without them is as written
+_FLATTENED_KEY_TAGS = (_MERGE_TAG, "tag:yaml.org,2002:value")
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that bounds nesting depth and tracks positions."""
+class _Bounded(Composer, SafeConstructor):
+    """What netspec adds to PyYAML's composer and constructor: a bound on nesting depth, and the keys
+    each mapping writes itself (told apart from those a `<<` merge adds)."""
 
-    def __init__(self, stream: str, file: str):
-        super().__init__(stream)
+    file: str
+    _depth: int
+    own_keys: dict[int, set[int]]
+    peek_event: Callable[[], Any]  # the parser's (PyYAML's or libyaml's)
+
+    def _bound(self, file: str) -> None:
         self.file = file
         self._depth = 0
         # id(mapping node) -> ids of the keys written in that mapping itself (see flatten_mapping)
-        self.own_keys: dict[int, set[int]] = {}
+        self.own_keys = {}
 
     def flatten_mapping(self, node: MappingNode) -> None:
         # remember the keys written in this mapping itself before `<<` merges add inherited ones
@@ -117,6 +128,54 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+class _Loader(_Bounded, yaml.SafeLoader):
+    """PyYAML's pure-Python reader, scanner and parser: the reference, and the one whose messages
+    every syntax error shows."""
+
+    def __init__(self, stream: str, file: str):
+        yaml.SafeLoader.__init__(self, stream)
+        self._bound(file)
+
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _FastLoader(_Bounded, CParser, Resolver):
+        """libyaml's scanner, parser and composer (in C, 20x faster) with PyYAML's own resolver and
+        constructor, so the tags and values are PyYAML's. It only reads documents it finds correct
+        and reads as PyYAML does (_unsure); for any other, parse_yaml reads again with _Loader, whose
+        messages are the reference."""
+
+        # composed in C: libyaml refuses nesting past 1,000 levels itself, so nothing recurses deeply;
+        # MAX_DEPTH is checked on the nodes (_unsure)
+        get_single_node = CParser.get_single_node
+
+        def __init__(self, stream: str, file: str):
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self._bound(file)
+
+
+def _unsure(node: Node, seen: set[int], depth: int = 1) -> bool:
+    """Whether libyaml's nodes may differ from what PyYAML reads: nesting deeper than MAX_DEPTH (which
+    PyYAML refuses), or a plain (unquoted) scalar the two readers place or split differently: a value
+    left out (`{out: }`: libyaml marks the next token) or one with a '?' (a flow key to PyYAML).
+    Each node is looked at once (aliases), first where it is written: before any alias to it."""
+    if depth > MAX_DEPTH:
+        return True
+    if id(node) in seen:
+        return False
+    seen.add(id(node))
+    if isinstance(node, ScalarNode):
+        return not node.style and (not node.value or "?" in node.value)
+    if isinstance(node, SequenceNode):
+        return any(_unsure(child, seen, depth + 1) for child in node.value)
+    if isinstance(node, MappingNode):
+        return any(_unsure(k, seen, depth + 1) or _unsure(v, seen, depth + 1) for k, v in node.value)
+    return True
 
 
 def _expanded_size(node: Node, memo: dict[int, int], file: str, limit: int = MAX_NODES) -> int:
@@ -160,10 +219,13 @@ _PLAIN_TAGS: dict[type[Node], str] = {
 
 
 _INT_TAG = "tag:yaml.org,2002:int"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
-def _construct_scalar(node: ScalarNode, loader: _Loader, file: str) -> Any:
+def _construct_scalar(node: ScalarNode, loader: _Bounded, file: str) -> Any:
     """A plain value; a value its tag cannot read (`!!int abc`, `!!timestamp x`) is a located error."""
+    if node.tag == _STR_TAG:  # most values, and every key: what PyYAML's str constructor returns
+        return node.value
     if node.tag == _INT_TAG and len(node.value) > MAX_SCALAR_INT_CHARS:
         # PyYAML reads `1:59:59:...` (base 60) digit by digit on a growing integer: quadratic
         raise SpecSizeError(
@@ -177,7 +239,7 @@ def _construct_scalar(node: ScalarNode, loader: _Loader, file: str) -> Any:
         return loader.construct_object(node, deep=True)
     except yaml.MarkedYAMLError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
         value = node.value if len(node.value) <= 40 else node.value[:40] + "..."
         raise SpecSyntaxError(
@@ -185,7 +247,7 @@ def _construct_scalar(node: ScalarNode, loader: _Loader, file: str) -> Any:
         ) from None
 
 
-def _construct(node: Node, loader: _Loader, file: str) -> Any:
+def _construct(node: Node, loader: _Bounded, file: str) -> Any:
     if isinstance(node, ScalarNode):
         return _construct_scalar(node, loader, file)
     if type(node) in _PLAIN_TAGS and node.tag != _PLAIN_TAGS[type(node)]:
@@ -202,8 +264,10 @@ def _construct(node: Node, loader: _Loader, file: str) -> Any:
         children = ((_construct(child, loader, file), _loc(file, child)) for child in node.value)
         return PosList.of(children, _loc(file, node))
     if isinstance(node, MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<): inherited entries come first
-        own_keys = loader.own_keys.get(id(node), set())
+        own_keys = loader.own_keys.get(id(node))  # set when merged into another mapping before
+        if own_keys is None and any(k.tag in _FLATTENED_KEY_TAGS for k, _ in node.value):
+            loader.flatten_mapping(node)  # resolves YAML merge keys (<<): inherited entries come first
+            own_keys = loader.own_keys[id(node)]
         written: set[Any] = set()  # keys written in this mapping (not inherited through `<<`)
         out_map = PosDict()
         out_map.location = _loc(file, node)
@@ -213,7 +277,7 @@ def _construct(node: Node, loader: _Loader, file: str) -> Any:
                 raise SpecSyntaxError(
                     Problem("a mapping key must be a plain value", location=_loc(file, key_node))
                 )
-            own = id(key_node) in own_keys
+            own = own_keys is None or id(key_node) in own_keys  # None: every key is written here
             if key in out_map and own and key in written:
                 first = out_map.positions[key]
                 raise SpecSyntaxError(
@@ -232,6 +296,33 @@ def _construct(node: Node, loader: _Loader, file: str) -> Any:
     raise SpecSyntaxError(Problem("unsupported YAML node", location=_loc(file, node)))
 
 
+_UNREAD = object()  # what _read_fast returns for a text it leaves to the reference reader
+_NOT_FAST = re.compile(yaml.reader.Reader.NON_PRINTABLE.pattern + "|[\t\ufeff]")
+
+
+def _read_fast(text: str, file: str, budget: ReadBudget | None) -> Any:
+    """The document read with libyaml's parser, or _UNREAD where that reader is missing or finds
+    anything wrong: every problem is then found again, and reported, by the pure-Python reader.
+    Characters PyYAML refuses never reach libyaml, nor do tabs and byte-order marks: libyaml accepts
+    them in places PyYAML does not."""
+    if not yaml.__with_libyaml__ or _NOT_FAST.search(text):
+        return _UNREAD
+    loader = _FastLoader(text, file)
+    try:
+        node = loader.get_single_node()
+        if node is None or _unsure(node, set()):
+            return _UNREAD
+        size = _expanded_size(node, {}, file, budget.nodes_left if budget else MAX_NODES)
+        tree = _construct(node, loader, file)
+    except Exception:  # any failure here is the reference reader's to find and report
+        return _UNREAD
+    finally:
+        loader.dispose()
+    if budget:
+        budget.nodes_left -= size
+    return tree
+
+
 def parse_yaml(text: str, file: str = "<string>", budget: ReadBudget | None = None) -> Any:
     """Parse YAML text into PosDict/PosList/scalars. Raises SpecError subclasses only.
 
@@ -244,6 +335,9 @@ def parse_yaml(text: str, file: str = "<string>", budget: ReadBudget | None = No
                 hint="a spec is a short description; generate repeated parts with `depth`",
             )
         )
+    fast = _read_fast(text, file, budget)
+    if fast is not _UNREAD:
+        return fast
     try:
         loader = _Loader(text, file)  # the reader checks every character here
     except yaml.reader.ReaderError as exc:

@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from .expr import MAX_LIST_LEN, has_expression
 from .layers.base import ModuleName, Pair, PositiveInt
+from .layers.init_schemes import DEFAULT_INIT, InitScheme
 
 ShortcutMode = Literal[
     "identity", "projection", "avgpool_projection", "zero_pad", "identity_if_possible", "none"
@@ -171,10 +172,10 @@ class BlockDef(Strict):
 class InitSpec(Strict):
     """Weight initialisation; `zero_gamma` is usually set by the trick of the same name."""
 
-    conv: Literal["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "default"] = (
-        "kaiming_normal"
+    conv: InitScheme = Field(
+        InitScheme("kaiming_normal"), description="convolutions' scheme: a name or {name: {arguments}}"
     )
-    linear: Literal["normal", "xavier_uniform", "kaiming_uniform", "default"] = "default"
+    linear: InitScheme = Field(DEFAULT_INIT, description="linear layers' scheme (default: PyTorch's own)")
     zero_gamma: StrictBool = False
     seed: StrictInt | None = None
 

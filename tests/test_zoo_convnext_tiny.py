@@ -2,22 +2,26 @@
 parameter count, fvcore's MACs (eval mode), output shape, module names, stochastic-depth rates and
 layer-scale init, and its function: with torchvision's weights, the logits agree in eval mode.
 
-The weights go through two layout rules, because the language has no channels-last linear and no bare
-block parameter (see the spec's header): torchvision's CNBlock runs its 1x1 layers as nn.Linear on a
-permuted map (weight [out, in]) where the spec has 1x1 convs ([out, in, 1, 1]), and stores layer scale
-as the block's own parameter `layer_scale` where the spec has a LayerScale module (`layer_scale.gamma`).
-Every other tensor keeps its torchvision name and shape, and the load is strict."""
+The weights go through two of import-weights' layout rules (netspec/weights/layouts.py), because the
+language has no channels-last linear and no bare block parameter (see the spec's header): torchvision's
+CNBlock runs its 1x1 layers as nn.Linear on a permuted map (weight [out, in]) where the spec has 1x1
+convs ([out, in, 1, 1]: `linear_as_conv1x1`), and stores layer scale as the block's own parameter
+`layer_scale` where the spec has a LayerScale module (`layer_scale.gamma`: `block_parameter`). Every
+other tensor keeps its torchvision name and shape, and the load is strict. The spec starts as
+torchvision's does: from one seed, the same tensors (trunc_normal(std=0.02) weights, zero biases)."""
 
 from __future__ import annotations
 
 import functools
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 import netspec
+from netspec.weights import import_weights, match_state_dicts, parallel_branches
 
 from .conftest import SPECS, fvcore_macs, n_params
 
@@ -40,19 +44,6 @@ def reference():
     import torchvision
 
     return torchvision.models.convnext_tiny(weights=None).eval()
-
-
-def as_spec_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """torchvision's ConvNeXt state_dict under the spec's names and layouts (the two rules above)."""
-    out = {}
-    for key, tensor in state.items():
-        if key.endswith(".layer_scale"):
-            out[f"{key}.gamma"] = tensor
-        elif POINTWISE.search(key):
-            out[key] = tensor[:, :, None, None]
-        else:
-            out[key] = tensor
-    return out
 
 
 def test_params_equal_torchvision():
@@ -83,18 +74,22 @@ def test_output_shape_equals_torchvision():
         assert tuple(model(x).shape) == tuple(reference()(x).shape) == (2, *analysis.output_shape)
 
 
-def test_names_and_shapes_equal_torchvision_up_to_the_two_layout_rules():
+def test_names_pair_with_torchvision_by_name_up_to_the_two_layout_rules():
     _, model = compiled()
-    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in as_spec_layout(reference().state_dict()).items()}
-    assert ours == theirs
+    theirs = reference().state_dict()
+    pairing = match_state_dicts(theirs, model.state_dict(), parallel_branches(model))
+    assert not pairing.ambiguous and len(pairing.mapping) == len(model.state_dict()) == len(theirs)
+    assert set(pairing.evidence.values()) == {"name"}
     # the rules touch exactly the 18 blocks' layer scales and their two pointwise layers
-    renamed = [k for k in reference().state_dict() if k.endswith(".layer_scale")]
-    reshaped = [k for k in reference().state_dict() if POINTWISE.search(k)]
-    assert (len(renamed), len(reshaped)) == (18, 36)
+    renamed = {f"{k}.gamma": ("block_parameter",) for k in theirs if k.endswith(".layer_scale")}
+    reshaped = {k: ("linear_as_conv1x1",) for k in theirs if POINTWISE.search(k)}
+    assert pairing.layouts == renamed | reshaped and (len(renamed), len(reshaped)) == (18, 36)
+    assert {dst: src for dst, src in pairing.mapping.items() if dst != src} == {
+        f"{k}.gamma": k for k in theirs if k.endswith(".layer_scale")
+    }
 
 
-def test_logits_equal_torchvision_with_its_weights_in_eval_mode():
+def test_logits_equal_torchvision_with_its_weights_in_eval_mode(tmp_path: Path):
     import torchvision
 
     torch.manual_seed(0)
@@ -103,8 +98,13 @@ def test_logits_equal_torchvision_with_its_weights_in_eval_mode():
         for name, p in ref.named_parameters():
             if name.endswith(".layer_scale"):
                 p.uniform_(0.5, 1.5)
-    model = netspec.build(netspec.load_spec(SPEC), seed=1).eval()
-    model.load_state_dict(as_spec_layout(ref.state_dict()), strict=True)
+    torch.save(ref.state_dict(), tmp_path / "convnext_tiny.pth")
+    model, report = import_weights(
+        SPEC, tmp_path / "convnext_tiny.pth", verify="torchvision.models.convnext_tiny"
+    )
+    assert report.complete and report.loaded == len(ref.state_dict())
+    assert report.verification is not None and report.verification.equal
+    model.eval()
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         expected = ref(x)
@@ -123,6 +123,23 @@ def test_stochastic_depth_rates_equal_torchvision():
     assert [n for n, _ in ours] == [n for n, _ in theirs]
     assert [p for _, p in ours] == pytest.approx([p for _, p in theirs], rel=1e-12, abs=0)
     assert theirs[-1][1] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_seeded_init_equals_torchvisions_bit_for_bit(seed):
+    """The spec's `init: {conv: {trunc_normal: {std: 0.02}}, linear: ...}` is torchvision's
+    `nn.init.trunc_normal_(m.weight, std=0.02)` and zero bias, drawn in the same order from one seed."""
+    import torchvision
+
+    ours = netspec.build(netspec.load_spec(SPEC), seed=seed).state_dict()
+    torch.manual_seed(seed)
+    theirs = torchvision.models.convnext_tiny(weights=None).state_dict()
+    pairing = match_state_dicts(theirs, ours)
+    assert len(pairing.mapping) == len(ours) == len(theirs)
+    different = [
+        k for k, src in pairing.mapping.items() if not torch.equal(ours[k].flatten(), theirs[src].flatten())
+    ]
+    assert not different, different[:5]
 
 
 def test_layer_scale_starts_as_torchvisions():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from .call import Call, InitStep, read_back
+from .init_schemes import InitScheme
 
 if TYPE_CHECKING:
     from torch import nn
@@ -321,7 +322,7 @@ class LayerKind:
         the kinds of the layers that follow it, in order, each with the spec's defaults for its kind."""
         return p, ()
 
-    def init_steps(self, p: Any, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+    def init_steps(self, p: Any, scheme: InitScheme, zero_init: bool) -> tuple[InitStep, ...]:
         """The nn.init calls after construction, for the layer's resolved weight-init `scheme` (the
         layer's `init:`, else the spec's `init:` default for `init_default`) and its zero-gamma mark."""
         return ()

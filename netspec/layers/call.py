@@ -78,25 +78,7 @@ class InitStep:
         getattr(nn.init, self.fn)(tensor, *positional, **{a.name: a.value for a in self.args if a.keyword})
 
 
-# weight-init schemes a spec names (`init: {conv: kaiming_normal}`, a layer's `init:`): the weight's
-# nn.init call; a bias is zeroed. "default" keeps PyTorch's own reset_parameters().
-_WEIGHT_INITS: dict[str, tuple[str, tuple[Arg, ...]]] = {
-    "kaiming_normal": ("kaiming_normal_", (Arg("mode", "fan_out"), Arg("nonlinearity", "relu"))),
-    "kaiming_uniform": ("kaiming_uniform_", (Arg("mode", "fan_in"), Arg("nonlinearity", "relu"))),
-    "xavier_normal": ("xavier_normal_", ()),
-    "xavier_uniform": ("xavier_uniform_", ()),
-    "normal": ("normal_", (Arg("mean", 0.0), Arg("std", 0.01))),
-    "zeros": ("zeros_", ()),
-}
-
-
-def weight_init(scheme: str, bias: bool) -> tuple[InitStep, ...]:
-    """The init of a layer with a `weight` (and maybe a `bias`) under a named scheme."""
-    if scheme == "default":
-        return ()
-    fn, args = _WEIGHT_INITS[scheme]
-    steps = (InitStep(fn, "weight", args),)
-    return (*steps, InitStep("zeros_", "bias")) if bias else steps
+# the weight-init schemes a spec names, and the steps each gives: netspec/layers/init_schemes.py
 
 
 def collapse(v: Any) -> Any:

@@ -21,11 +21,10 @@ from .base import (
     pair,
     window_text,
 )
-from .call import Arg, Call, InitStep, collapse, weight_init
+from .call import Arg, Call, InitStep, collapse
+from .init_schemes import DEFAULT_INIT, InitScheme, weight_init
 
-Init = Literal[
-    "default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal", "zeros"
-]
+Init = InitScheme  # a layer's `init:`: a scheme name or `{name: {arguments}}` (layers/init_schemes.py)
 Activation = Literal[
     "none", "relu", "relu6", "leaky_relu", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu"
 ]
@@ -43,7 +42,7 @@ class ConvParams(LayerParams):
     bias: bool | None = Field(None, description="default: true unless `norm` is set")
     norm: Literal["none", "batchnorm"] = "none"
     act: Activation = "none"
-    init: Init = "default"
+    init: Init = Field(DEFAULT_INIT, description="weight init: a scheme or {scheme: {arguments}}")
 
     @model_validator(mode="before")
     @classmethod
@@ -164,5 +163,5 @@ class Conv(LayerKind):
             ),
         )
 
-    def init_steps(self, p: ConvParams, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+    def init_steps(self, p: ConvParams, scheme: InitScheme, zero_init: bool) -> tuple[InitStep, ...]:
         return weight_init(scheme, bool(p.bias))

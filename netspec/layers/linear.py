@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from .base import Cost, LayerKind, LayerParams, PositiveInt, Shape, ShapeError
-from .call import Arg, Call, InitStep, weight_init
+from .call import Arg, Call, InitStep
 from .conv import Init
+from .init_schemes import DEFAULT_INIT, InitScheme, weight_init
 
 
 class LinearParams(LayerParams):
     out: PositiveInt
     bias: bool = True
-    init: Init = "default"
+    init: Init = DEFAULT_INIT
 
 
 class Linear(LayerKind):
@@ -51,5 +52,5 @@ class Linear(LayerKind):
             ),
         )
 
-    def init_steps(self, p: LinearParams, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+    def init_steps(self, p: LinearParams, scheme: InitScheme, zero_init: bool) -> tuple[InitStep, ...]:
         return weight_init(scheme, p.bias)

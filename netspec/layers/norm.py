@@ -6,6 +6,7 @@ from pydantic import Field
 
 from .base import Cost, LayerKind, LayerParams, PositiveInt, Shape, UnitRole, need_map, numel
 from .call import Arg, Call, InitStep
+from .init_schemes import InitScheme
 
 
 class BatchNormParams(LayerParams):
@@ -41,7 +42,7 @@ class BatchNorm(LayerKind):
             ),
         )
 
-    def init_steps(self, p: BatchNormParams, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+    def init_steps(self, p: BatchNormParams, scheme: InitScheme, zero_init: bool) -> tuple[InitStep, ...]:
         if not p.affine:
             return ()
         gamma = 0.0 if zero_init or p.zero_init else 1.0  # zero-gamma: the block starts as identity

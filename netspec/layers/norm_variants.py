@@ -20,6 +20,7 @@ from .base import (
     numel,
 )
 from .call import Arg, Call, InitStep
+from .init_schemes import InitScheme
 from .shipped import ShippedModuleKind
 
 
@@ -105,7 +106,7 @@ class GroupNorm(LayerKind):
             ),
         )
 
-    def init_steps(self, p: GroupNormParams, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+    def init_steps(self, p: GroupNormParams, scheme: InitScheme, zero_init: bool) -> tuple[InitStep, ...]:
         if not p.affine or not (zero_init or p.zero_init):
             return ()  # torch's own init: gamma 1, beta 0
         return (InitStep("zeros_", "weight"),)  # zero-gamma: the residual block starts as identity

@@ -137,6 +137,7 @@ class Registry(dict):
         for name in names:
             dict.__setitem__(self, name, staged[name])
         self._plugins = names
+        self.__class__ = _LoadedRegistry  # from now on every read is a plain dict read
 
     def _ready(self) -> None:
         if not self._loaded:
@@ -186,3 +187,21 @@ class Registry(dict):
     def __repr__(self) -> str:
         self._ready()
         return dict.__repr__(self)
+
+
+class _LoadedRegistry(Registry):
+    """The registry once its plug-ins are loaded: reads go straight to the dict, with no check in
+    Python around them (lowering reads the registry several times for every layer). `load` still
+    reloads."""
+
+    __getitem__ = dict.__getitem__
+    get = dict.get  # type: ignore[assignment]  # (dict.get is overloaded)
+    __contains__ = dict.__contains__
+    __iter__ = dict.__iter__
+    __len__ = dict.__len__
+    keys = dict.keys
+    values = dict.values
+    items = dict.items
+
+    def _ready(self) -> None:
+        pass

@@ -59,8 +59,10 @@ def _pool_shape(kind: str, p: PoolParams, x: Shape, dilation: tuple[int, int]) -
     s = pair(p.stride) if p.stride is not None else k
     pad = pair(p.padding)
     ext = (dilation[0] * (k[0] - 1) + 1, dilation[1] * (k[1] - 1) + 1)
-    if pad[0] * 2 > ext[0] or pad[1] * 2 > ext[1]:
-        raise ShapeError(f"padding {pad} must be at most half the kernel {ext} (PyTorch rule)")
+    # PyTorch's rule halves the kernel as written, not its dilated extent: kernel 3, dilation 2 takes
+    # padding 1 at most
+    if pad[0] * 2 > k[0] or pad[1] * 2 > k[1]:
+        raise ShapeError(f"padding {pad} must be at most half the kernel {k} (PyTorch rule)")
     if not p.ceil_mode and (ext[0] > h + 2 * pad[0] or ext[1] > w + 2 * pad[1]):
         # with ceil_mode PyTorch keeps one window that starts inside the input (out_size decides)
         raise ShapeError(

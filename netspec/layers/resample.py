@@ -28,8 +28,9 @@ from .base import (
     pair,
     window_text,
 )
-from .call import Arg, Call, InitStep, collapse, weight_init
+from .call import Arg, Call, InitStep, collapse
 from .conv import Init
+from .init_schemes import DEFAULT_INIT, InitScheme, weight_init
 
 
 class UpsampleParams(LayerParams):
@@ -100,7 +101,7 @@ class ConvTransposeParams(LayerParams):
     dilation: Pair = 1
     groups: PositiveInt = 1
     bias: bool = True
-    init: Init = "default"
+    init: Init = DEFAULT_INIT
 
     @model_validator(mode="after")
     def _output_padding_fits(self) -> ConvTransposeParams:
@@ -183,5 +184,5 @@ class ConvTranspose(LayerKind):
             ),
         )
 
-    def init_steps(self, p: ConvTransposeParams, scheme: str, zero_init: bool) -> tuple[InitStep, ...]:
+    def init_steps(self, p: ConvTransposeParams, scheme: InitScheme, zero_init: bool) -> tuple[InitStep, ...]:
         return weight_init(scheme, p.bias)

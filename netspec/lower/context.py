@@ -44,6 +44,9 @@ class Lowering:
         self.problems: list[tuple[Problem, bool]] = []  # (problem, is_shape_problem)
         self.budget = Budget(spec.limits, spec.raw)
         self.expanding: list[str] = []  # the blocks being expanded, outermost first
+        # what primitive.py worked out for a layer's parameters and input shape, reused by every layer of
+        # this run that repeats them (ResNet's repeated blocks, DenseNet's layers)
+        self.memo: dict[tuple[Any, ...], Any] = {}
         size = input_size or pair(spec.input.size)
         self.input_shape: Shape = (spec.input.channels, size[0], size[1])
         self.globals = self._globals(size)
@@ -93,7 +96,7 @@ class Lowering:
             self.budget.spend(1, src)
             steps = Steps()
             try:
-                return substitute(v, scope, steps)
+                return substitute(v, scope, steps, self.memo)
             except ExprError as exc:
                 raise BadValueError(str(exc), src) from None
             finally:  # a long list comprehension is more than one unit of work

@@ -67,30 +67,30 @@ class Cursor:
     parent: str = ""  # module path of the module being filled ("" is the model)
     names: Namespace = field(default_factory=lambda: Namespace("named"))
 
-    # (the moves construct directly: dataclasses.replace would be most of lowering's time)
+    # (the moves construct through _cursor: dataclasses.replace would be most of lowering's time)
     def at(self, *keys: str | int) -> Cursor:
         """The cursor at a part of the current spec item."""
-        return Cursor(self.shape, self.scope, (*self.src, *keys), self.section, self.parent, self.names)
+        return _cursor(self.shape, self.scope, (*self.src, *keys), self.section, self.parent, self.names)
 
     def at_item(self, index: int, shape: Shape | None) -> Cursor:
         """The cursor at item `index` of the current list, fed `shape`."""
-        return Cursor(shape, self.scope, (*self.src, index), self.section, self.parent, self.names)
+        return _cursor(shape, self.scope, (*self.src, index), self.section, self.parent, self.names)
 
     def located(self, src: Src) -> Cursor:
-        return Cursor(self.shape, self.scope, src, self.section, self.parent, self.names)
+        return _cursor(self.shape, self.scope, src, self.section, self.parent, self.names)
 
     def with_shape(self, shape: Shape | None) -> Cursor:
-        return Cursor(shape, self.scope, self.src, self.section, self.parent, self.names)
+        return _cursor(shape, self.scope, self.src, self.section, self.parent, self.names)
 
     def with_scope(self, scope: Mapping[str, Any]) -> Cursor:
-        return Cursor(self.shape, scope, self.src, self.section, self.parent, self.names)
+        return _cursor(self.shape, scope, self.src, self.section, self.parent, self.names)
 
     def in_section(self, section: str) -> Cursor:
-        return Cursor(self.shape, self.scope, self.src, section, self.parent, self.names)
+        return _cursor(self.shape, self.scope, self.src, section, self.parent, self.names)
 
     def child(self, name: str, style: NameStyle = "numbered") -> Cursor:
         """The cursor inside a new submodule `name` of the module being filled."""
-        return Cursor(
+        return _cursor(
             self.shape, self.scope, self.src, self.section, join(self.parent, name), Namespace(style)
         )
 
@@ -107,3 +107,25 @@ class Cursor:
     def where(self) -> str:
         """The module being filled, as messages say it."""
         return self.parent or "the model"
+
+
+# The moves make several cursors per layer. A frozen dataclass's __init__ sets each field through
+# object.__setattr__ (a lookup by name each time); the slots' own setters cost a third less.
+_new_object = object.__new__
+_set_shape, _set_scope, _set_src, _set_section, _set_parent, _set_names = (
+    Cursor.__dict__[f].__set__ for f in ("shape", "scope", "src", "section", "parent", "names")
+)
+
+
+def _cursor(
+    shape: Shape | None, scope: Mapping[str, Any], src: Src, section: str, parent: str, names: Namespace
+) -> Cursor:
+    """Cursor(shape, scope, src, section, parent, names), made faster."""
+    cur = _new_object(Cursor)
+    _set_shape(cur, shape)
+    _set_scope(cur, scope)
+    _set_src(cur, src)
+    _set_section(cur, section)
+    _set_parent(cur, parent)
+    _set_names(cur, names)
+    return cur

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ..ir import LayerNode, Node
 from ..layers import KINDS, ShapeError
+from ..layers.init_schemes import DEFAULT_INIT, InitScheme
 from .context import Lowering
 from .cursor import Cursor, Lowered, NameClashError, Src
 from .shapes import fmt
@@ -37,7 +38,11 @@ def lower_layer(
     p = layer_params(ctx, kind, values, cur.src)
     if p is None:
         return [], None
-    own, followers = KINDS[kind].expand(p)
+    expand_key = ("expand", kind, id(p))  # (the entry holds p: its id stays unique for the run)
+    known = ctx.memo.get(expand_key)
+    if known is None:
+        known = ctx.memo[expand_key] = (p, KINDS[kind].expand(p))
+    own, followers = known[1]
     expanded: list[tuple[str, Any, dict[str, str]]] = [(kind, own, bound)]
     for follower in followers:
         fp = layer_params(ctx, follower, {}, cur.src)
@@ -49,7 +54,7 @@ def lower_layer(
     for k, params, b in expanded:
         if x is None:
             return nodes, None
-        node = layer_node(ctx, k, params, cur.with_shape(x), b)
+        node = layer_node(ctx, k, params, cur if x is cur.shape else cur.with_shape(x), b)
         if node is None:
             return nodes, None
         nodes.append(node)
@@ -58,14 +63,36 @@ def lower_layer(
 
 
 def layer_params(ctx: Lowering, kind: str, values: dict[str, Any], src: Src) -> Any:
-    """The kind's parameter model over the spec's defaults for the kind and the item's values."""
+    """The kind's parameter model over the spec's defaults for the kind and the item's values (validated
+    once per run for each set of plain values: the models are frozen, so layers can share one)."""
+    key = _params_key(kind, values)
+    if key is not None and key in ctx.memo:
+        return ctx.memo[key]
     layer = KINDS[kind]
     merged = {**ctx.defaults.get(kind, {}), **values}
     try:
-        return layer.Params.model_validate(merged)
+        p = layer.Params.model_validate(merged)
     except ValidationError as exc:
         ctx.pydantic(exc, src, layer.Params)
         return None
+    if key is not None:
+        ctx.memo[key] = p
+    return p
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _params_key(kind: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
+    """A layer's written values as a memo key, or None where one is not plain. Types are part of it:
+    1, 1.0 and True are equal in Python but validate differently (a count is strict)."""
+    key: list[Any] = ["params", kind]
+    for name, v in values.items():
+        t = type(v)
+        if t not in _PLAIN:
+            return None
+        key += (name, t, repr(v) if t is float else v)  # repr: -0.0 and 0.0 stay apart
+    return tuple(key)
 
 
 def layer_node(ctx: Lowering, kind: str, p: Any, cur: Cursor, bound: dict[str, str]) -> LayerNode | None:
@@ -79,23 +106,26 @@ def layer_node(ctx: Lowering, kind: str, p: Any, cur: Cursor, bound: dict[str, s
         ctx.problem(f"module name '{clash}' is used twice in '{cur.where}'", src)
         return None
     path = cur.path(name)
-    try:
-        y = layer.infer(p, x)
-    except ShapeError as exc:
-        ctx.problem(f"{path} ({kind}): {exc}", src, shape=True)
-        return None
-    if any(d <= 0 for d in y):
-        ctx.problem(
-            f"{path} ({kind}): output size reaches 0 (input {fmt(x)} -> {fmt(y)})",
-            src,
-            "the input is too small for this many downsamplings; use a larger input size",
-            shape=True,
-        )
-        return None
-    cost = layer.cost(p, x, y)
+    shape_key = ("shape", kind, id(p), x)  # a kind's rules are functions of (p, x): asked once per run
+    known = ctx.memo.get(shape_key)
+    if known is None:
+        try:
+            y = layer.infer(p, x)
+        except ShapeError as exc:
+            ctx.problem(f"{path} ({kind}): {exc}", src, shape=True)
+            return None
+        if any(d <= 0 for d in y):
+            ctx.problem(
+                f"{path} ({kind}): output size reaches 0 (input {fmt(x)} -> {fmt(y)})",
+                src,
+                "the input is too small for this many downsamplings; use a larger input size",
+                shape=True,
+            )
+            return None
+        known = (p, y, layer.cost(p, x, y), layer.window(p, x), _init_scheme(ctx, kind, p))
+        ctx.memo[shape_key] = known  # holding p keeps its id unique for the run
+    _, y, cost, window, init = known
     ctx.budget.add_layer(cost.params, path, src)
-    window = layer.window(p, x)
-    init = _init_scheme(ctx, kind, p)
     return LayerNode(
         name,
         path,
@@ -112,10 +142,12 @@ def layer_node(ctx: Lowering, kind: str, p: Any, cur: Cursor, bound: dict[str, s
     )
 
 
-def _init_scheme(ctx: Lowering, kind: str, p: Any) -> str:
+def _init_scheme(ctx: Lowering, kind: str, p: Any) -> InitScheme:
     """The layer's own `init:`, else the spec's `init:` default for its kind, else PyTorch's own."""
-    own = getattr(p, "init", "default")
-    if own != "default":
-        return str(own)
+    own = getattr(p, "init", DEFAULT_INIT)
+    if not isinstance(own, InitScheme):  # a plug-in's `init` field may hold a name of its own
+        own = InitScheme(str(own))
+    if not own.is_default:
+        return own
     section = KINDS[kind].init_default
-    return str(getattr(ctx.spec.init, section)) if section else "default"
+    return getattr(ctx.spec.init, section) if section else DEFAULT_INIT

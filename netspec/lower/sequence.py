@@ -25,13 +25,13 @@ def split_item(item: Any) -> tuple[str, dict[str, Any]]:
     """`relu`, `{relu: null}`, `{dropout: 0.5}`, `{conv: {...}}` -> (kind, params)."""
     if isinstance(item, str):
         return item, {}
-    if isinstance(item, Mapping) and len(item) == 1:
+    if isinstance(item, dict | Mapping) and len(item) == 1:  # (dict first: an ABC check is slower)
         kind, value = next(iter(item.items()))
         if not isinstance(kind, str):
             raise ValueError("a layer kind must be a word such as `conv`")
         if value is None:
             return kind, {}
-        if isinstance(value, Mapping):
+        if isinstance(value, dict | Mapping):
             return kind, dict(value)
         kind_def = KINDS.get(kind)
         if kind_def is not None and kind_def.shorthand:
@@ -71,7 +71,7 @@ def lower_item(ctx: Lowering, item: Any, cur: Cursor) -> Lowered:
         ctx.problem(str(exc), cur.src)
         return [], None
     ctx.budget.spend(1 + len(params), cur.src)
-    at = cur.at(kind) if isinstance(item, Mapping) else cur  # the item's parameters
+    at = cur if isinstance(item, str) else cur.at(kind)  # the item's parameters (split_item: str or mapping)
     if _SCALAR in params and (kind in KINDS or kind in COMPOSITES or kind in ctx.spec.blocks):
         ctx.problem(f"`{kind}` takes a mapping of parameters, e.g. `{kind}: {{...}}`", cur.src)
         return [], None
@@ -79,7 +79,11 @@ def lower_item(ctx: Lowering, item: Any, cur: Cursor) -> Lowered:
         if "when" in params and not ctx.condition(params.pop("when"), cur.scope, (*at.src, "when")):
             return [], cur.shape
         if kind in KINDS:
-            values = {k: ctx.value(v, cur.scope, (*at.src, k)) for k, v in params.items()}
+            # (only text and lists can hold expressions: other values need no call)
+            values = {
+                k: ctx.value(v, cur.scope, (*at.src, k)) if isinstance(v, str | list) else v
+                for k, v in params.items()
+            }
             return lower_layer(ctx, kind, values, at, bindings(params))
         if kind in COMPOSITES:
             return lower_composite(ctx, kind, params, at)

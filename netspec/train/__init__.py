@@ -6,8 +6,12 @@
     netspec.train(module, recipe, data=split)                # the package is the function too
 
 Modules, one job each: recipe (the `train:` section), lr (the per-iteration schedule), losses
-(label smoothing, mixup, auxiliary heads), params (no-bias-decay groups), data (data sets),
-checkpoint (atomic, checksummed checkpoints and RNG states), ema, progress (output), runner (the loop),
+(label smoothing, mixup, auxiliary heads), params (no-bias-decay groups), data (data sets), loaders
+(batches: tensor indexing for in-memory data, DataLoader workers for files), threads (intra-op
+threads), amp (autocast and grad scaler), step (one optimisation step), state (what a checkpoint
+restores), checkpoint (atomic, checksummed checkpoints and RNG states), ema, progress (output),
+runner (arguments, run directory, set-up, resume), trainer (the loop: epochs, steps, evaluation,
+checkpoints), evaluation, metrics (metrics files), weights (a checkpoint's weights into a network),
 distributed (torchrun + DistributedDataParallel), distill (a teacher's soft targets), plots (PNG curves),
 loggers/ (TensorBoard, MLflow), rundir (where a run goes, its lock).
 Names are imported on first use: `netspec.train.recipe` (validating a `train:` section) needs no torch.

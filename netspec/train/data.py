@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sized
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,10 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import Dataset, Sampler, TensorDataset
 
 from ..data import DATA_DIR
 from ..errors import Location, Problem, SpecError
+from .loaders import Loader, batches
 
 KINDS = ("digits", "synthetic", "mnist", "cifar10", "imagefolder")
 SPLIT_SEED = 0  # the train/val split of digits and synthetic never depends on the run's seed
@@ -194,6 +196,70 @@ def _stratified_split(labels: np.ndarray, val_fraction: float) -> tuple[Tensor, 
     return torch.as_tensor(sorted(train)), torch.as_tensor(sorted(val))
 
 
+def random_crops(x: Tensor, pad: int, fill: float = 0.0) -> Tensor:
+    """Each image of the batch x (B, C, H, W) cut at its own random offset from a copy padded by
+    `pad` pixels of `fill`: torchvision's RandomCrop((H, W), padding=pad, fill=fill) for a whole
+    batch in one gather. The offsets (B, [dy, dx]) are drawn from torch's CPU RNG."""
+    b, c, h, w = x.shape
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2)).to(x.device)
+    padded = F.pad(x, (pad, pad, pad, pad), value=fill).flatten(2)  # (B, C, (H + 2 pad) * (W + 2 pad))
+    width = w + 2 * pad
+    window = torch.arange(h, device=x.device).view(h, 1) * width + torch.arange(w, device=x.device)
+    start = offsets[:, 0:1] * width + offsets[:, 1:2]  # (B, 1): each image's top-left corner
+    index = (window.view(1, h * w) + start).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.gather(2, index).view(b, c, h, w)
+
+
+class Images8(Dataset):
+    """uint8 images (N, C, H, W) with their labels, kept as bytes (a quarter of float32's memory; on
+    the GPU when they fit: loaders.DEVICE_RESIDENT_BYTES) and made float and normalised a batch at a
+    time on the device, as torchvision's ToTensor and Normalize do it: (x / 255 - mean) / std.
+    `pad` > 0 with `crop`: each training image is cut at a random offset from a copy padded by `pad`
+    black pixels (RandomCrop(size, padding=pad)); without `crop`, padded by `pad` (Pad(pad)). `flip`:
+    mirrored with probability 1/2 (RandomHorizontalFlip). Random draws come from torch's CPU RNG."""
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        *,
+        pad: int = 0,
+        crop: bool = False,
+        flip: bool = False,
+    ):
+        self.x, self.y, self.stats = x, y, (mean, std)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        self.pad, self.crop, self.flip = pad, crop, flip
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        x, y = self.batch(torch.tensor([i]))
+        return x[0], y[0]
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        index = index.to(self.x.device)
+        x = self.x.index_select(0, index).float().div_(255)  # ToTensor
+        if self.pad and self.crop:
+            x = random_crops(x, self.pad)
+        elif self.pad:
+            x = F.pad(x, (self.pad,) * 4)
+        if self.flip:
+            mirror = (torch.rand(len(index)) < 0.5).to(x.device).view(-1, 1, 1, 1)
+            x = torch.where(mirror, x.flip(3), x)
+        return (x - self.mean) / self.std, self.y.index_select(0, index)
+
+    def to(self, device: torch.device) -> Images8:
+        mean, std = self.stats
+        return Images8(
+            self.x.to(device), self.y.to(device), mean, std, pad=self.pad, crop=self.crop, flip=self.flip
+        )
+
+
 class RandomShift(Dataset):
     """(x, y) pairs of tensors whose images move by up to `shift` pixels in each direction (drawn
     from torch's RNG), the uncovered border filled with `fill` (the background)."""
@@ -212,6 +278,17 @@ class RandomShift(Dataset):
         h, w = img.shape[-2:]
         padded = F.pad(img, (s, s, s, s), value=self.fill)
         return padded[..., dy : dy + h, dx : dx + w], self.y[i]
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """The examples `index`, each shifted by its own offsets, in one gather (loaders.InMemory)."""
+        index = index.to(self.x.device)
+        x, y, s = self.x.index_select(0, index), self.y.index_select(0, index), self.shift
+        if s == 0:
+            return x, y
+        return random_crops(x, s, self.fill), y
+
+    def to(self, device: torch.device) -> RandomShift:
+        return RandomShift(self.x.to(device), self.y.to(device), self.shift, self.fill)
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -313,6 +390,14 @@ def _mnist(
         " t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte; `--download` (`download: true`) fetches them"
     )
     split = _packaged(datasets.MNIST, "MNIST", root, tf, tf, download, where, layout)
+    if (h, w) in ((28, 28), (32, 32)):  # the transforms are a pad and a normalisation: done by batch
+        stats = ((MNIST_MEAN,) * c, (MNIST_STD,) * c)
+        pad = (h - 28) // 2
+        train, val = (  # Grayscale(c) copies the one channel
+            Images8(part.data.unsqueeze(1).expand(-1, c, -1, -1), part.targets, *stats, pad=pad)
+            for part in cast(tuple[Any, Any], split)
+        )
+        split = train, val
     return DataSplit(*split, 10, f"mnist:{root}", input_shape)
 
 
@@ -337,6 +422,14 @@ def _cifar10(
         " (the python version of the archive); `--download` (`download: true`) fetches it"
     )
     split = _packaged(datasets.CIFAR10, "CIFAR-10", root, train_tf, val_tf, download, where, layout)
+    if (c, h, w) == (3, 32, 32):  # crop, flip and normalisation: done by batch, on the device
+        train, val = (  # (images (N, 3, 32, 32) uint8, labels) of each split
+            (torch.from_numpy(part.data).permute(0, 3, 1, 2).contiguous(), torch.as_tensor(part.targets))
+            for part in cast(tuple[Any, Any], split)
+        )
+        stats = (CIFAR10_MEAN, CIFAR10_STD)
+        pad = 4 if augment else 0
+        split = Images8(*train, *stats, pad=pad, crop=augment, flip=augment), Images8(*val, *stats)
     return DataSplit(*split, 10, f"cifar10:{root}", input_shape)
 
 
@@ -489,13 +582,13 @@ def loaders(
     rank: int = 0,
     world_size: int = 1,
     seed: int = 0,
-) -> tuple[DataLoader, DataLoader]:
+) -> tuple[Loader, Loader]:
     """Shuffled training batches (the last partial batch dropped, so every epoch has the same number
-    of iterations) drawn with `generator`, and in-order validation batches. Workers are not
-    persistent: each epoch's workers are seeded from `generator`, so a resumed run draws the same
-    augmentations. With `world_size` > 1 (torchrun), each rank reads its shard of the training set
-    (DistributedSampler, shuffled with `seed` + epoch: call `set_epoch`) and of the validation set
-    (every example on exactly one rank, no padding)."""
+    of iterations) drawn with `generator`, and in-order validation batches: an in-memory data set by
+    tensor indexing, any other through a DataLoader with `workers` processes (loaders.batches). With
+    `world_size` > 1 (torchrun), each rank reads its shard of the training set (DistributedSampler's
+    order, shuffled with `seed` + epoch: call `set_epoch`) and of the validation set (every example
+    on exactly one rank, no padding)."""
     processes = f" on {world_size} processes" if world_size > 1 else ""
     if split.train_size < batch_size * world_size:
         raise SpecError(
@@ -516,21 +609,9 @@ def loaders(
             split.train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
         )
         val_sampler = ShardSampler(split.val_size, rank, world_size)
-    train = DataLoader(
-        split.train,
-        batch_size=batch_size,
-        shuffle=train_sampler is None,
-        sampler=train_sampler,
-        drop_last=True,
-        num_workers=workers,
-        generator=generator,
-        pin_memory=pin_memory,
+    load = partial(
+        batches, workers=workers, pin_memory=pin_memory, rank=rank, world_size=world_size, seed=seed
     )
-    val = DataLoader(
-        split.val,
-        batch_size=eval_batch_size or batch_size,
-        sampler=val_sampler,
-        num_workers=workers,
-        pin_memory=pin_memory,
-    )
+    train = load(split.train, batch_size, train=True, generator=generator, sampler=train_sampler)
+    val = load(split.val, eval_batch_size or batch_size, train=False, sampler=val_sampler)
     return train, val

@@ -13,15 +13,17 @@ newest usable checkpoint), kept in eval mode and never updated.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .amp import autocast
+from .errors import TrainError
 from .losses import main_logits, soft_cross_entropy
 from .recipe import DistillConfig
+from .weights import model_from_checkpoint
 
 
 def distill_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -37,7 +39,6 @@ def load_teacher(cfg: DistillConfig, dev: torch.device, classes: int | None = No
     from ..resolve import load_spec
     from ..zoo import find_spec
     from .pymodel import ModelFile, is_model_file, read_model_file
-    from .runner import TrainError, model_from_checkpoint
 
     teacher: Any = (
         read_model_file(cfg.teacher) if is_model_file(cfg.teacher) else load_spec(find_spec(cfg.teacher))
@@ -69,11 +70,6 @@ class Distiller:
         return cls(load_teacher(cfg, dev, classes), cfg.temperature, cfg.weight, dev, amp)
 
     def __call__(self, x: Tensor, student_logits: Tensor) -> Tensor:
-        if self.amp == "none":
-            ctx: Any = contextlib.nullcontext()
-        else:
-            dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-            ctx = torch.autocast(device_type=self.dev.type, dtype=dtype)
-        with torch.no_grad(), ctx:
+        with torch.no_grad(), autocast(self.dev, self.amp):
             teacher_logits = main_logits(self.teacher(x))
         return self.weight * distill_loss(student_logits, teacher_logits, self.temperature)

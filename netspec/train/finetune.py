@@ -161,7 +161,7 @@ def read_init(where: str | Path, ema: bool, note: Note) -> tuple[dict[str, Tenso
     """The weights at `where`: (netspec's own tensors, to pair by name, or None for a foreign file that
     import_weights pairs; where they came from). SpecError when they cannot be read."""
     from ..compile import FORMAT_TAG, read_compiled, read_safetensors
-    from .runner import CHECKPOINT_FORMAT
+    from .state import CHECKPOINT_FORMAT
 
     path = Path(where)
     if path.is_dir():

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 Event = dict[str, Any]
 MODES = ("auto", "plain", "rich", "json", "final", "quiet")
+BAR_INTERVAL = 0.25  # seconds between two drawings of the progress bar
 
 
 class StopTraining(Exception):  # noqa: N818 (a request, not an error: `raise StopTraining("reason")`)
@@ -94,6 +96,7 @@ class Reporter:
         self.mode = mode
         self._progress: Any = None
         self._task: Any = None
+        self._drawn = 0.0  # when the bar was last drawn (time.monotonic)
         self.listeners = [_handler(x) for x in listeners]
         self.stop: str | None = None  # why a listener asked the run to stop (StopTraining)
 
@@ -130,6 +133,8 @@ class Reporter:
                 f" {event['params']:,} params,"
                 f" {event['device']}, output {event['out']}"
             )
+            if "threads" in event:
+                self._line(f"threads: {event['threads']} ({event['threads_chosen']})")
         elif kind == "note":
             self._stop_bar()
             self._line(event["message"])
@@ -144,6 +149,11 @@ class Reporter:
     def _step(self, e: Event) -> None:
         if self.mode != "rich":
             return
+        now = time.monotonic()
+        fresh = self._progress is None or e["step_in_epoch"] >= e["steps"]
+        if not fresh and now - self._drawn < BAR_INTERVAL:
+            return  # drawing is work the training loop waits for: a few times a second is enough
+        self._drawn = now
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -159,10 +169,11 @@ class Reporter:
                 TimeRemainingColumn(),
                 transient=True,
                 console=Console(file=self.stream),
+                auto_refresh=False,  # no drawing thread beside a one-thread training loop
             )
             self._progress.start()
             self._task = self._progress.add_task("train", total=e["steps"], **fields)
-        self._progress.update(self._task, completed=e["step_in_epoch"], **fields)
+        self._progress.update(self._task, completed=e["step_in_epoch"], refresh=True, **fields)
 
     def _stop_bar(self) -> None:
         if self._progress is not None:

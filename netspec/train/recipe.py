@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from ..errors import Problem, SpecError, clean_pydantic_errors, did_you_mean
 from ..source import locate, locate_key
+from .threads import MAX_THREADS
 
 REFERENCE_BATCH = 256  # linear scaling rule: lr = base_lr * batch_size / 256 (Goyal et al.; Bag of Tricks)
 
@@ -194,7 +195,20 @@ class Recipe(_Strict):
     )
     val_fraction: Real = Field(0.2, gt=0, lt=1, description="digits / synthetic: held-out fraction")
     aux_weight: Real = Field(0.3, ge=0, description="weight of each auxiliary head's loss (GoogLeNet)")
-    workers: StrictInt = Field(0, ge=0, le=256, description="DataLoader worker processes")
+    workers: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="DataLoader worker processes for data read from files (in-memory data sets need"
+        " none); default: every core but one, up to 8",
+    )
+    threads: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=MAX_THREADS,
+        description="torch intra-op threads; default: chosen from the per-step work and the free cores"
+        " (1 for small models; OMP_NUM_THREADS when set)",
+    )
     eval_batch_size: StrictInt | None = Field(None, ge=1, description="default: batch_size")
     distill: DistillConfig | None = Field(None, description="a teacher to distill from")
     plots: StrictBool = Field(True, description="loss.png, accuracy.png and lr.png in the run directory")
@@ -297,6 +311,8 @@ def train_overrides(
     data: str | None = None,
     seed: int | None = None,
     download: bool = False,
+    threads: int | None = None,
+    workers: int | None = None,
 ) -> list[str]:
     """Command-line shortcuts (`--epochs 3`) as `--set` overrides (`train.epochs=3`), to pass to
     load_spec with the user's own `--set`s after them."""
@@ -309,6 +325,8 @@ def train_overrides(
         "train.data": data,
         "train.seed": seed,
         "train.download": True if download else None,
+        "train.threads": threads,
+        "train.workers": workers,
     }
     # JSON is YAML: a path like `mnist:/d` must stay a string, not become a mapping
     return [f"{k}={json.dumps(v)}" for k, v in pairs.items() if v is not None]

@@ -2,12 +2,14 @@
 
 - `checkpoint`: reading a file into a flat state_dict, safely (never unpickling code).
 - `matching`: pairing its tensors with the model's, by name, then by structure, never by a guess.
+- `layouts`: named rules for tensors stored in another layout (a Linear weight as a 1x1 conv's).
 - `reference`: checking the result against torchvision or timm (`verify=`, `--verify`).
 - `importer`: `import_weights` and its `ImportReport`.
 """
 
 from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint, safe_torch_load
 from .importer import ImportReport, import_weights
+from .layouts import RULES, LayoutRule
 from .matching import Ambiguity, Pairing, match_state_dicts, parallel_branches
 from .reference import Verification, VerificationError, build_reference
 
@@ -15,7 +17,9 @@ __all__ = [
     "Ambiguity",
     "Checkpoint",
     "ImportReport",
+    "LayoutRule",
     "Pairing",
+    "RULES",
     "Verification",
     "VerificationError",
     "build_reference",

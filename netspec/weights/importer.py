@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..errors import Problem, SpecError
 from ..spec import Spec
 from .checkpoint import Checkpoint, load_checkpoint, printable
+from .layouts import RULES
 from .matching import (
     EVIDENCE,
     NAME,
@@ -66,7 +67,17 @@ class ImportReport:
     non_finite: list[str] = field(default_factory=list)  # loaded tensors holding NaN or Inf
     ignored: list[str] = field(default_factory=list)  # checkpoint entries that are not tensors
     nested_under: list[str] = field(default_factory=list)  # keys unwrapped to reach the state_dict
+    layouts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model key -> layout rules read by
     verification: Verification | None = None
+
+    def by_rule(self) -> dict[str, list[tuple[str, str]]]:
+        """{layout rule: [(checkpoint key, model key)]} of the tensors read through each rule."""
+        source = {dst: src for src, dst in self.remapped}
+        found: dict[str, list[tuple[str, str]]] = {}
+        for dst, rules in self.layouts.items():
+            for rule in rules:
+                found.setdefault(rule, []).append((source.get(dst, dst), dst))
+        return found
 
     @property
     def loaded(self) -> int:
@@ -78,10 +89,12 @@ class ImportReport:
 
     def format(self, limit: int | None = None) -> str:
         """A summary for the command line; `limit` caps the lines per list (None: all)."""
-        counts = {how: 0 for how in EVIDENCE if how != NAME}
+        counts = {how: 0 for how in EVIDENCE}  # of the remapped: by name only through a layout rule
         for _, dst in self.remapped:
             counts[self.evidence.get(dst, "order")] += 1
-        how = ", ".join(f"{n} by {k}" for k, n in counts.items() if n)
+        how = ", ".join(
+            f"{n} by {'name in another layout' if k == NAME else k}" for k, n in counts.items() if n
+        )
         lines = [
             f"loaded {self.loaded} tensors from {printable(self.checkpoint, 300)}: "
             f"{len(self.matched)} by name, {len(self.remapped)} remapped" + (f" ({how})" if how else "")
@@ -90,6 +103,9 @@ class ImportReport:
             lines.append("state_dict found under " + " > ".join(repr(k) for k in self.nested_under))
         for conversion, n in self.converted.items():
             lines.append(f"converted {n} tensors to the model's dtype ({conversion})")
+        described = {rule.name: rule.description for rule in RULES}
+        for rule, pairs in self.by_rule().items():
+            lines.append(f"layout rule {rule}: {len(pairs)} tensors read as {described[rule]}")
         if self.verification is not None:
             lines.append(self.verification.format())
         elif counts.get(TRUSTED_ORDER):
@@ -110,6 +126,11 @@ class ImportReport:
         section(
             "remapped (checkpoint -> model, evidence)",
             [f"{printable(s)} -> {printable(d)} ({self.evidence.get(d, '?')})" for s, d in self.remapped],
+        )
+        source = {dst: src for src, dst in self.remapped} | {k: k for k in self.matched}
+        section(
+            "read through layout rules (checkpoint -> model, rules)",
+            [f"{printable(source[d])} -> {printable(d)} ({' + '.join(r)})" for d, r in self.layouts.items()],
         )
         section(
             "wrong shape (checkpoint vs model)",
@@ -194,8 +215,8 @@ def import_weights(
     if strict and not report.complete:
         raise SpecError(_mismatch(report, source, target, name, "it does not fit", pairing.same_order))
     new_state = dict(target)
-    for dst, src in mapping.items():
-        new_state[dst] = source[src]
+    for dst, src in mapping.items():  # a layout rule's tensor is the same numbers in the model's shape
+        new_state[dst] = source[src].reshape(target[dst].shape) if dst in pairing.layouts else source[src]
     model.load_state_dict(new_state, strict=True)
     if verify is not None:
         assert input_shape is not None
@@ -277,6 +298,7 @@ def _report(
         non_finite=[k for k, src in mapping.items() if not bool(torch.isfinite(source[src]).all())],
         ignored=checkpoint.ignored,
         nested_under=checkpoint.nested_under,
+        layouts={k: rules for k, rules in pairing.layouts.items() if k in mapping},
     )
 
 

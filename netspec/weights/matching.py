@@ -24,6 +24,10 @@ group, a model tensor takes a checkpoint tensor on the first evidence that singl
    only when the tensors left on the two sides have the same roles and shapes in the same order.
 
 `num_batches_tracked` (a batch norm's counter) follows the same steps but is never required.
+
+What these steps leave (outside ambiguous groups) is then read through the layout rules
+(netspec/weights/layouts.py: a Linear weight as a 1x1 conv's, a block's own parameter as its module's)
+and paired by the same steps; such pairs record their rules in `Pairing.layouts`.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ class Pairing:
     mis_shaped: list[tuple[str, Shape, Shape]] = field(default_factory=list)  # (key, ckpt, model)
     ambiguous: list[Ambiguity] = field(default_factory=list)
     same_order: bool = False  # the tensors left unpaired have the same roles and shapes in the same order
+    layouts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model key -> layout rules read by
 
 
 def parallel_branches(model: nn.Module) -> dict[str, dict[str, Label | None]]:
@@ -330,10 +335,50 @@ def match_state_dicts(
     branches: dict[str, dict[str, Label | None]] | None = None,
     *,
     trust_order: bool = False,
+    layouts: bool = True,
 ) -> Pairing:
     """Pair checkpoint tensors (`source`) with model tensors (`target`): see the module docstring.
-    `branches` is `parallel_branches(model)`; without it, order is trusted everywhere."""
-    return _Matcher(source, target, branches, trust_order).run()
+    `branches` is `parallel_branches(model)`; without it, order is trusted everywhere. `layouts`: then
+    pair what is left through the layout rules (netspec/weights/layouts.py)."""
+    pairing = _Matcher(source, target, branches, trust_order).run()
+    return _in_other_layouts(pairing, source, target, branches, trust_order) if layouts else pairing
+
+
+def _in_other_layouts(
+    first: Pairing,
+    source: dict[str, Tensor],
+    target: dict[str, Tensor],
+    branches: dict[str, dict[str, Label | None]] | None,
+    trust_order: bool,
+) -> Pairing:
+    """The tensors the first pairing left (outside its ambiguous groups), read through the layout rules
+    and paired by the same steps; each pair found so records its rules in `layouts`."""
+    from .layouts import layout_views  # it reads this module's helpers
+
+    stuck_dst: set[str] = set()
+    stuck_src: set[str] = set()
+    for a in first.ambiguous:
+        dst_keys, src_keys = a.all_keys()
+        stuck_dst |= dst_keys
+        stuck_src |= src_keys
+    used = set(first.mapping.values())
+    free_target = [k for k in target if k not in first.mapping and k not in stuck_dst and not optional(k)]
+    free_source = [k for k in source if k not in used and k not in stuck_src and not optional(k)]
+    views = layout_views(source, target, free_source, free_target) if free_target else {}
+    if not views:
+        return first
+    seen = {key: source[v.source_key].reshape(v.shape) for key, v in views.items()}
+    second = _Matcher(seen, {k: target[k] for k in free_target}, branches, trust_order).run()
+    for dst, key in second.mapping.items():
+        first.mapping[dst] = views[key].source_key
+        first.evidence[dst] = second.evidence[dst]
+        first.layouts[dst] = views[key].rules
+    if second.ambiguous:  # --trust-order's hint: do the tensors left come in the same order?
+        first.same_order = second.same_order and (first.same_order or not first.ambiguous)
+    for a in second.ambiguous:  # named by the checkpoint's own keys
+        members = tuple((r, d, tuple(views[k].source_key for k in s)) for r, d, s in a.members)
+        first.ambiguous.append(Ambiguity(a.shape, members, a.branches))
+    return first
 
 
 __all__ = ["EVIDENCE", "Ambiguity", "Pairing", "match_state_dicts", "parallel_branches"]

@@ -1,0 +1,137 @@
+"""What makes load + analyze fast must not change what it finds, and must keep it linear in depth.
+
+Lowering remembers, for one run, what it worked out for a layer's parameters and input shape and for
+an expression's inputs (netspec/lower/primitive.py, netspec/expr.py): the analysis with that memory
+equals the analysis without it, layer by layer, on every zoo spec and every bad spec. The work grows
+linearly with the number of blocks (counted in function calls, not timed)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import netspec
+from netspec.errors import SpecError
+from netspec.expr import Steps, substitute
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO = sorted((ROOT / "specs").glob("*.yaml"))
+BAD = sorted((ROOT / "tests" / "bad_specs").glob("*.yaml"))
+context = importlib.import_module("netspec.lower.context")  # (`netspec.lower` is also a function)
+
+DEEP = """\
+name: deep
+input: {{channels: 3, size: 32}}
+classes: 10
+stem:
+  - conv: {{out: 16, kernel: 3}}
+stages:
+  - {{block: basic, depth: {n}, name: layer1, block_name: "unit${{index}}"}}
+head:
+  - avgpool: global
+  - flatten
+  - linear: {{out: "${{classes}}"}}
+blocks:
+  basic:
+    params: {{width: 16}}
+    body:
+      - conv: {{out: "${{width}}", kernel: 3, norm: batchnorm, act: relu}}
+      - conv: {{out: "${{width * 2 // 2}}", kernel: 1}}
+    merge: add
+"""
+
+
+class Forgetful(dict):
+    """A memo that remembers nothing: every layer and expression is worked out afresh."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
+def _outcome(path: Path) -> Any:
+    try:
+        return netspec.analyze(netspec.load_spec(path)).to_json()
+    except SpecError as exc:
+        return [(p.message, p.path, p.location, p.hint) for p in exc.problems]
+
+
+@pytest.mark.parametrize("group", ["zoo", "bad_specs"])
+def test_the_memo_changes_no_figure_and_no_error(group: str, monkeypatch: pytest.MonkeyPatch):
+    paths = ZOO if group == "zoo" else BAD
+    remembered = {p.name: _outcome(p) for p in paths}
+    with monkeypatch.context() as m:
+        init = context.Lowering.__init__
+
+        def forgetful_init(self, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self.memo = Forgetful()
+
+        m.setattr(context.Lowering, "__init__", forgetful_init)
+        afresh = {p.name: _outcome(p) for p in paths}
+    assert remembered == afresh
+
+
+def test_equal_values_of_different_types_are_validated_apart():
+    # `kernel: 1` then `kernel: true`: equal in Python, but a kernel is a strict count
+    text = (
+        "name: t\ninput: {channels: 3, size: 8}\n"
+        "stem:\n  - conv: {out: 8, kernel: 1}\n  - conv: {out: 8, kernel: true}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        netspec.analyze(netspec.loads_spec(text))
+    [problem] = info.value.problems
+    assert problem.path[:3] == ("stem", 1, "conv") and problem.location.line == 5
+
+
+def test_the_expression_memo_keeps_types_and_signs_apart_and_counts_steps():
+    memo: dict[tuple[Any, ...], Any] = {}
+    assert substitute("${[p]}", {"p": True}, memo=memo) == [True]
+    [one] = substitute("${[p]}", {"p": 1}, memo=memo)
+    assert type(one) is int
+    assert math.copysign(1, substitute("${[x][0]}", {"x": 0.0}, memo=memo)) == 1
+    assert math.copysign(1, substitute("${[x][0]}", {"x": -0.0}, memo=memo)) == -1
+    first, again = Steps(), Steps()
+    made = substitute("${[w * 2 for w in range(n)]}", {"n": 3}, first, memo)
+    made.append(99)  # the caller's list, not the memo's
+    assert substitute("${[w * 2 for w in range(n)]}", {"n": 3}, again, memo) == [0, 2, 4]
+    assert again.taken == first.taken > 0  # a remembered value costs the budget what computing it did
+
+
+def _calls(n: int) -> int:
+    """Python and C function calls made by lowering and analysing a network of `n` blocks."""
+    spec = netspec.loads_spec(DEEP.format(n=n))
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        netspec.analyze(spec)
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def test_lowering_work_grows_linearly_with_depth():
+    _calls(10)  # first use: the plug-ins are looked up, expression caches filled
+    c1, c2, c4 = _calls(150), _calls(300), _calls(600)
+    # each block adds the same work: from 300 to 600 blocks costs twice what 150 to 300 did
+    assert (c4 - c2) / (c2 - c1) == pytest.approx(2.0, rel=0.02)
+
+
+def test_four_thousand_blocks_load_and_analyse_in_seconds():
+    text = DEEP.format(n=4000)
+    start = time.perf_counter()
+    analysis = netspec.analyze(netspec.loads_spec(text))
+    elapsed = time.perf_counter() - start
+    assert analysis.layers == 1 + 4000 * 4 + 3  # the stem, 4 layers a block, the head
+    assert elapsed < 10  # well under a second on a quiet machine; generous for a shared one
