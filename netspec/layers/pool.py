@@ -59,8 +59,8 @@ def _pool_shape(kind: str, p: PoolParams, x: Shape, dilation: tuple[int, int]) -
     s = pair(p.stride) if p.stride is not None else k
     pad = pair(p.padding)
     ext = (dilation[0] * (k[0] - 1) + 1, dilation[1] * (k[1] - 1) + 1)
-    if pad[0] * 2 > ext[0] or pad[1] * 2 > ext[1]:
-        raise ShapeError(f"padding {pad} must be at most half the kernel {ext} (PyTorch rule)")
+    if pad[0] > k[0] // 2 or pad[1] > k[1] // 2:  # torch compares the kernel size, not its dilated extent
+        raise ShapeError(f"padding {pad} must be at most half the kernel {k} (PyTorch rule)")
     if not p.ceil_mode and (ext[0] > h + 2 * pad[0] or ext[1] > w + 2 * pad[1]):
         # with ceil_mode PyTorch keeps one window that starts inside the input (out_size decides)
         raise ShapeError(

@@ -44,6 +44,7 @@ class Lowering:
         self.problems: list[tuple[Problem, bool]] = []  # (problem, is_shape_problem)
         self.budget = Budget(spec.limits, spec.raw)
         self.expanding: list[str] = []  # the blocks being expanded, outermost first
+        self.wrapped: dict[str, str] = {}  # names inside the `features:`/`trunk:` wrapper -> its name
         size = input_size or pair(spec.input.size)
         self.input_shape: Shape = (spec.input.channels, size[0], size[1])
         self.globals = self._globals(size)
