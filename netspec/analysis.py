@@ -6,7 +6,9 @@ Conventions (stated once, as fvcore states its own):
   pooling 1 per input element; max/avg pooling, activations, dropout and merges count 0.
 - FLOPs: 2 per MAC plus elementwise work: bias adds, 1 per activation output, window comparisons of
   max pooling, the adds of average pooling, the adds and multiplies of residual/SE merges.
-- Activation memory: every layer output of one sample, at 4 bytes per element (float32).
+- Activation memory: every layer output of one sample, at 4 bytes per element (float32): what training
+  keeps for backward. Peak activation memory: the most that one inference holds at once (liveness:
+  each output from its producer to its last reader, the input included; memory.py).
 - Receptive field: the theoretical one, r <- r + (k - 1) * j, j <- j * s, along the path that
   maximises it; after a global pool it is the whole input ("global").
 """
@@ -16,9 +18,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, children
+from .ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, children
 from .layers.base import Shape, numel
 from .lower import lower
+from .memory import peak_activations
 from .spec import Spec
 
 BYTES_PER_ELEMENT = 4
@@ -32,12 +35,23 @@ class Field:
     jump: tuple[int, int] = (1, 1)
     is_global: bool = False
 
-    def through(self, kernel: tuple[int, int], stride: tuple[int, int], is_global: bool) -> Field:
+    def through(
+        self,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        is_global: bool,
+        upscale: tuple[int, int] = (1, 1),
+    ) -> Field:
         if is_global:  # a global pool: one output pixel, no grid to step along
             return Field(self.rf, self.jump, True)
-        if kernel == (1, 1) and stride == (1, 1):  # most layers (1x1 convs, norms, activations)
+        if kernel == (1, 1) and stride == (1, 1) and upscale == (1, 1):  # most layers (1x1 convs, norms, ...)
             return self
         jump = (self.jump[0] * stride[0], self.jump[1] * stride[1])
+        # an upsampling divides the jump where it divides (whole pixels; elsewhere an upper bound)
+        jump = (
+            jump[0] // upscale[0] if jump[0] % upscale[0] == 0 else jump[0],
+            jump[1] // upscale[1] if jump[1] % upscale[1] == 0 else jump[1],
+        )
         if self.is_global:  # the field already covers the input (an SE gate); the grid still strides
             return Field(self.rf, jump, True)
         rf = (self.rf[0] + (kernel[0] - 1) * self.jump[0], self.rf[1] + (kernel[1] - 1) * self.jump[1])
@@ -68,9 +82,12 @@ class Row:
     receptive_field: tuple[int, int] | None  # None after a global pool
     jump: tuple[int, int]
     is_layer: bool
+    # in a graph list: the names of the sibling outputs it reads (ir.Node.inputs); (): the previous one
+    inputs: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        d["inputs"] = list(self.inputs)
         d["input_shape"] = list(self.input_shape)
         d["output_shape"] = list(self.output_shape)
         d["receptive_field"] = list(self.receptive_field) if self.receptive_field else "global"
@@ -91,6 +108,14 @@ class Analysis:
     jump: tuple[int, int]
     rows: list[Row] = field(default_factory=list)
     layers: int = 0
+    # the most activation elements one inference holds at once, the input included (memory.py)
+    peak_activations: int = 0
+    # a spec with `outputs:`: each output's key and shape (the model returns a dict of them)
+    outputs: dict[str, Shape] | None = None
+
+    @property
+    def peak_activation_bytes(self) -> int:
+        return self.peak_activations * BYTES_PER_ELEMENT
 
     @property
     def activation_bytes(self) -> int:
@@ -108,7 +133,8 @@ class Analysis:
             "conventions": {
                 "macs": "fvcore: one multiply-add = 1",
                 "flops": "2 per MAC plus elementwise ops",
-                "memory": "float32 activations of one sample",
+                "memory": "float32 activations of one sample; activations: every layer output (what"
+                " training keeps); peak: the most alive at once in inference, input included",
             },
             "total": {
                 "params": self.params,
@@ -116,11 +142,14 @@ class Analysis:
                 "flops": self.flops,
                 "activations": self.activations,
                 "activation_bytes": self.activation_bytes,
+                "peak_activations": self.peak_activations,
+                "peak_activation_bytes": self.peak_activation_bytes,
                 "param_bytes": self.param_bytes,
                 "layers": self.layers,
                 "receptive_field": list(self.receptive_field) if self.receptive_field else "global",
                 "jump": list(self.jump),
             },
+            "outputs": {k: list(v) for k, v in self.outputs.items()} if self.outputs is not None else None,
             "layers": [r.to_json() for r in self.rows],
         }
 
@@ -147,7 +176,7 @@ class _Analyzer:
     def node(self, node: Node, f: Field, depth: int) -> tuple[_Totals, Field]:
         if isinstance(node, LayerNode):
             w = node.window
-            out = f.through(w.kernel, w.stride, w.is_global)
+            out = f.through(w.kernel, w.stride, w.is_global, w.upscale)
             t = _Totals(node.cost.params, node.cost.macs, node.cost.flops, numel(node.out_shape))
             self.layers += 1
             self.rows.append(self.row(node, node.kind, depth, t, out, True))
@@ -157,7 +186,10 @@ class _Analyzer:
         index = len(self.rows)
         self.rows.append(self.row(node, "", depth, _Totals(), f, False))  # first; its figures come below
         t = _Totals()
-        if isinstance(node, SeqNode):
+        if isinstance(node, SeqNode) and node.graph:
+            out = self.graph(node, f, depth + 1, t)
+            kind = node.block or node.role
+        elif isinstance(node, SeqNode):
             out = self.seq(node.children, f, depth + 1, t)
             kind = node.block or node.role
         elif isinstance(node, ResidualNode):
@@ -202,6 +234,20 @@ class _Analyzer:
             t.add(ct)
         return f
 
+    def graph(self, node: SeqNode, f: Field, depth: int, t: _Totals) -> Field:
+        """A graph list: each child's field from the fields of the outputs it reads (the widest of
+        several: a merge), so the receptive field is the maximum over paths."""
+        fields = {INPUT: f}
+        out = f
+        for child in node.children:
+            into = Field.widest([fields[name] for name in child.inputs]) if child.inputs else out
+            ct, out = self.node(child, into, depth)
+            t.add(ct)
+            fields[child.name] = out
+        if node.outputs is not None:
+            return Field.widest([fields[name] for name in node.outputs.values()])
+        return out
+
     @staticmethod
     def row(node: Node, kind: str, depth: int, t: _Totals, f: Field, is_layer: bool) -> Row:
         return Row(
@@ -218,13 +264,14 @@ class _Analyzer:
             None if f.is_global else f.rf,
             f.jump,
             is_layer,
+            node.inputs,
         )
 
 
 def analyze_ir(root: SeqNode, name: str) -> Analysis:
     a = _Analyzer()
     totals = _Totals()
-    f = a.seq(root.children, Field(), 0, totals)
+    f = a.graph(root, Field(), 0, totals) if root.graph else a.seq(root.children, Field(), 0, totals)
     return Analysis(
         name=name,
         input_shape=root.in_shape,
@@ -237,7 +284,16 @@ def analyze_ir(root: SeqNode, name: str) -> Analysis:
         jump=f.jump,
         rows=a.rows,
         layers=a.layers,
+        peak_activations=peak_activations(root),
+        outputs=_output_shapes(root),
     )
+
+
+def _output_shapes(root: SeqNode) -> dict[str, Shape] | None:
+    if root.outputs is None:
+        return None
+    shapes = {child.name: child.out_shape for child in root.children}
+    return {key: shapes[name] for key, name in root.outputs.items()}
 
 
 def analyze(spec: Spec, input_size: int | tuple[int, int] | None = None) -> Analysis:

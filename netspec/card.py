@@ -158,25 +158,27 @@ def metadata(spec: Spec, ref: Reference, run: RunRecord | None) -> dict[str, Any
 def _cost_table(spec: Spec) -> list[str]:
     a = analyze(spec)
     lines = [
-        "| input | params | MACs | FLOPs | activation memory | output |",
-        "|---|---:|---:|---:|---:|---|",
+        "| input | params | MACs | FLOPs | activation memory | peak activation memory | output |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for size in scaling_sizes(a.input_shape[1:]):
         shown = shape_text((a.input_shape[0], *size))
         try:
             b = a if size == tuple(a.input_shape[1:]) else analyze(spec, input_size=size)
         except SpecError as exc:
-            lines.append(f"| {shown} | not accepted: {_text(exc.problems[0].message)} | | | | |")
+            lines.append(f"| {shown} | not accepted: {_text(exc.problems[0].message)} | | | | | |")
             continue
         mark = " (the spec's)" if b is a else ""
         lines.append(
             f"| {shown}{mark} | {b.params:,} | {human(b.macs)} | {human(b.flops)} | "
-            f"{human_bytes(b.activation_bytes)} | {shape_text(b.output_shape)} |"
+            f"{human_bytes(b.activation_bytes)} | {human_bytes(b.peak_activation_bytes)} | "
+            f"{shape_text(b.output_shape)} |"
         )
     lines += [
         "",
         "MACs as fvcore counts them (one multiply-add = 1); FLOPs = 2 x MACs + elementwise work; activation "
-        "memory: float32 outputs of every layer for one sample. Parameter memory (float32): "
+        "memory: float32 outputs of every layer for one sample; peak: the most of them alive at once in "
+        "inference (what a forward needs). Parameter memory (float32): "
         f"{human_bytes(a.param_bytes)}.",
     ]
     return lines

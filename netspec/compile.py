@@ -132,7 +132,7 @@ def save_compiled(
             if fmt == "export":
                 _save_export(model, example, path)
             else:
-                _save_onnx(model, example, path)
+                _save_onnx(model, example, path, _output_names(spec))
     finally:
         model.train(was_training)
     return path
@@ -234,6 +234,9 @@ def read_safetensors(path: str | Path) -> dict[str, Any]:
 def _save_torchscript(model: nn.Module, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still supported
+        # torch.fx's GraphModule (graph specs, feature extractors) trips TorchScript's own lint of
+        # GraphModule.__init__; the module scripts correctly
+        warnings.filterwarnings("ignore", "The TorchScript type system doesn't support", UserWarning)
         try:
             scripted = torch.jit.script(model)
         except Exception as exc:
@@ -271,12 +274,19 @@ def _require_onnx() -> None:
         )
 
 
-def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _output_names(spec: Spec) -> list[str]:
+    """The graph's outputs: the spec's `outputs:` keys (in order), else its one tensor of logits."""
+    if spec.outputs is None:
+        return ["logits"]
+    return list(spec.outputs)  # a list's names, or a mapping's keys
+
+
+def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
     n_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     common: dict[str, Any] = {
         "dynamo": True,
         "input_names": ["input"],
-        "output_names": ["logits"],
+        "output_names": outputs,
         "external_data": n_bytes > _ONNX_INLINE_LIMIT,
         "verbose": False,
     }

@@ -17,9 +17,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
+from .ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
 from .layers import KINDS
 from .layers.base import UnitRole
+from .layers.merge import MergeKind
 from .lower import lower
 from .spec import Spec
 
@@ -30,6 +31,7 @@ INSTALL_HINT = (
 )
 
 Port = tuple[str, tuple[int, ...]]  # (node id, shape of the tensor it outputs)
+REFERENCE_COLOR = "#3b6fb6"  # a graph list's reference edges (`from:`), in DOT, SVG and Mermaid
 
 
 def _q(text: str) -> str:
@@ -45,6 +47,12 @@ def _role(node: Node) -> UnitRole | None:
     return KINDS[node.kind].unit_role if isinstance(node, LayerNode) else None
 
 
+def merge_kind(node: Node) -> MergeKind | None:
+    """The kind of a graph list's merge node (drawn as a circle, like a block's merge), else None."""
+    kind = KINDS[node.kind] if isinstance(node, LayerNode) else None
+    return kind if isinstance(kind, MergeKind) else None
+
+
 def _block_key(node: Node) -> tuple:
     return (type(node).__name__, getattr(node, "block", None))
 
@@ -53,25 +61,47 @@ def _layer_desc(node: LayerNode) -> str:
     return KINDS[node.kind].describe(node.params, node.in_shape, node.out_shape)
 
 
-def drawn_runs(nodes: list[Node], collapse: bool) -> Iterator[tuple[str, list[Node]]]:
+def chained(seq: SeqNode) -> list[bool]:
+    """For each child of a list: does it read only the previous child's output, which nothing else
+    reads? Only such a child can be drawn in one node with the previous one. True throughout a list
+    without references (a tree's); in a graph list, a `from:` or a second reader breaks the chain."""
+    nodes = seq.children
+    if not seq.graph:
+        return [True] * len(nodes)
+    readers: dict[str, int] = {name: 1 for name in (seq.outputs or {}).values()}
+    reads = [n.inputs or ((nodes[k - 1].name,) if k else (INPUT,)) for k, n in enumerate(nodes)]
+    for names in reads:
+        for name in names:
+            readers[name] = readers.get(name, 0) + 1
+    return [k > 0 and reads[k] == (nodes[k - 1].name,) and readers[nodes[k - 1].name] == 1 for k in
+            range(len(nodes))]  # fmt: skip
+
+
+def drawn_runs(
+    nodes: list[Node], collapse: bool, joins: list[bool] | None = None
+) -> Iterator[tuple[str, list[Node]]]:
     """A sequence as a diagram draws it: ("fused", conv [+ norm] [+ act]), ("repeat", consecutive
     blocks of one kind, with `collapse`) or ("node", [one node]). The DOT writer and the SVG/Mermaid
-    scene (netspec/draw/scene.py) both draw these runs."""
+    scene (netspec/draw/scene.py) both draw these runs. `joins` (`chained`): which nodes may join the
+    run before them (in a graph list, only those that read nothing but it)."""
+    joins = joins if joins is not None else [True] * len(nodes)
     i = 0
     while i < len(nodes):
         node = nodes[i]
         j = i + 1
         if _role(node) is UnitRole.CONV:
-            if j < len(nodes) and _role(nodes[j]) is UnitRole.NORM:
+            if j < len(nodes) and joins[j] and _role(nodes[j]) is UnitRole.NORM:
                 j += 1
-            if j < len(nodes) and _role(nodes[j]) is UnitRole.ACT:
+            if j < len(nodes) and joins[j] and _role(nodes[j]) is UnitRole.ACT:
                 j += 1
             if j > i + 1:
                 yield "fused", nodes[i:j]
                 i = j
                 continue
         if collapse and node.is_block:
-            while j < len(nodes) and nodes[j].is_block and _block_key(nodes[j]) == _block_key(node):
+            while (
+                j < len(nodes) and joins[j] and nodes[j].is_block and _block_key(nodes[j]) == _block_key(node)
+            ):
                 j += 1
             if j - i > 1:
                 yield "repeat", nodes[i:j]
@@ -91,6 +121,7 @@ class _Writer:
         self.indent = 1
         self.count = 0
         self.clusters = 0
+        self.references: set[str] = set()  # node ids whose edges being drawn are references (`from:`)
 
     def out(self, line: str) -> None:
         self.lines.append("  " * self.indent + line)
@@ -103,6 +134,8 @@ class _Writer:
         return nid
 
     def edge(self, src: Port, dst: str, **attrs: str) -> None:
+        if src[0] in self.references and "color" not in attrs:  # blue, as the SVG and Mermaid draw them
+            attrs = {**attrs, "color": _q(REFERENCE_COLOR)}
         extra = "".join(f", {k}={v}" for k, v in attrs.items())
         self.edges.append(f"  {src[0]} -> {dst} [label={_q(_shape(src[1]))}{extra}];")
 
@@ -131,6 +164,45 @@ class _Writer:
             else:
                 inputs = self.node(group[0], inputs, depth)
         return inputs
+
+    def contents(self, seq: SeqNode, inputs: list[Port], depth: int) -> list[Port]:
+        if not seq.graph:
+            return self.seq(seq.children, inputs, depth)
+        ports = self.graph(seq, inputs, depth)
+        return ports[seq.children[-1].name] if seq.children else inputs
+
+    def graph(self, seq: SeqNode, inputs: list[Port], depth: int) -> dict[str, list[Port]]:
+        """A graph list: each drawn run fed by the outputs its first node names (`from:`), or by the
+        run before it. Returns every item's output ports by name."""
+        ports: dict[str, list[Port]] = {INPUT: inputs}
+        last = inputs
+        previous = INPUT
+        outer = self.references
+        for run, group in drawn_runs(seq.children, self.collapse, chained(seq)):
+            first = group[0]
+            into = [p for name in first.inputs for p in ports[name]] if first.inputs else last
+            # a read of anything but the item just above is a reference
+            self.references = outer | {p[0] for name in first.inputs if name != previous for p in ports[name]}
+            if merge_kind(first) is not None:
+                last = self.merge(first, into)
+            elif run == "fused":
+                last = self.fused(group, into)
+            elif run == "repeat":
+                last = self.collapsed(group, into)
+            else:
+                last = self.node(first, into, depth)
+            ports[group[-1].name] = last
+            previous = group[-1].name
+        self.references = outer
+        return ports
+
+    def merge(self, node: Node, inputs: list[Port]) -> list[Port]:
+        """A merge node of a graph list (concat, add, mul): a circle, as a block's merge is drawn."""
+        kind = merge_kind(node)
+        assert kind is not None
+        nid = self.new_node(kind.name, shape="circle", width="0.3", fontsize="10", tooltip=_q(node.path))
+        self.connect(inputs, nid)
+        return [(nid, node.out_shape)]
 
     def fused(self, group: list[Node], inputs: list[Port]) -> list[Port]:
         conv, *rest_nodes = group
@@ -171,16 +243,16 @@ class _Writer:
         if isinstance(node, SeqNode):
             if node.role in ("stage", "block"):
                 self.open_cluster(f"{node.path}: {kind}" if node.role == "block" else node.path)
-                out = self.seq(node.children, inputs, depth + 1)
+                out = self.contents(node, inputs, depth + 1)
                 self.close_cluster()
                 return out
-            return self.seq(node.children, inputs, depth + 1)
+            return self.contents(node, inputs, depth + 1)
         if isinstance(node, ResidualNode):
             self.open_cluster(f"{node.path}: {kind}")
             body = self.seq(node.body, inputs, depth + 1)
             if node.shortcut is not None:
                 self.open_cluster(node.shortcut.path, style="dotted")
-                short = self.seq(node.shortcut.children, inputs, depth + 2)
+                short = self.contents(node.shortcut, inputs, depth + 2)
                 self.close_cluster()
                 shortcut_style = {"color": "firebrick"}
             else:
@@ -198,7 +270,7 @@ class _Writer:
             self.open_cluster(f"{node.path}: {kind}")
             tails: list[Port] = []
             for branch in node.branches:
-                tails += self.seq(branch.children, inputs, depth + 2)
+                tails += self.contents(branch, inputs, depth + 2)
             merge = self.new_node(node.merge, shape="circle", width="0.3", fontsize="10")
             self.connect(tails, merge)
             out = self.seq(
@@ -216,9 +288,19 @@ def to_dot(spec: Spec, *, depth: int | None = None, collapse: bool = False,
     root = lower(spec, size)
     w = _Writer(depth, collapse)
     inp = w.new_node(f"input\n{_shape(root.in_shape)}", shape="oval", style="filled", fillcolor='"#e0f0e0"')
-    tails = w.seq(root.children, [(inp, root.in_shape)], 0)
-    out = w.new_node(f"output\n{_shape(root.out_shape)}", shape="oval", style="filled", fillcolor='"#e0f0e0"')
-    w.connect(tails, out)
+    io = {"shape": "oval", "style": "filled", "fillcolor": '"#e0f0e0"'}
+    if root.graph and root.outputs:  # several named outputs: an output node each
+        ports = w.graph(root, [(inp, root.in_shape)], 0)
+        shapes = {c.name: c.out_shape for c in root.children}
+        previous = root.children[-1].name  # as the SVG: an output reads the last item straight, if any
+        for key, name in root.outputs.items():
+            w.references = {p[0] for p in ports[name]} if name != previous else set()
+            w.connect(ports[name], w.new_node(f"output {key}\n{_shape(shapes[name])}", **io))
+            previous = ""
+        w.references = set()
+    else:
+        tails = w.contents(root, [(inp, root.in_shape)], 0)
+        w.connect(tails, w.new_node(f"output\n{_shape(root.out_shape)}", **io))
     header = [
         f"digraph {_q(spec.name)} {{",
         "  graph [rankdir=TB, fontname=Helvetica, nodesep=0.25, ranksep=0.3, compound=true];",

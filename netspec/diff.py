@@ -1,4 +1,5 @@
-"""What changes between two specs: layer by layer (by module path), in totals, and in state_dict keys.
+"""What changes between two specs: layer by layer (by module path), in totals, in state_dict keys, and in
+the edges of graph specs (what each item reads, `from:`).
 
 Rows are matched by their module path (the state_dict prefix), so a layer that moves to another path
 shows as one row removed and one added. The state_dict side is computed by building both networks on
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .analysis import Analysis, Row
+from .ir import INPUT, SeqNode, walk
 from .spec import Spec
 
 TOTAL_METRICS = ("params", "macs", "flops", "activation_bytes")
@@ -71,11 +73,24 @@ class KeyChange:
 
 
 @dataclass
+class EdgeChange:
+    """An item, in both specs, that reads other outputs in one than in the other (in a graph list)."""
+
+    path: str
+    a: tuple[str, ...]  # the paths of what it reads in A ("input" or "input of PATH": a list's input)
+    b: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "a": list(self.a), "b": list(self.b)}
+
+
+@dataclass
 class SpecDiff:
     a: Analysis
     b: Analysis
     rows: list[RowChange]
     keys: list[KeyChange]
+    edges: list[EdgeChange] = field(default_factory=list)
 
     def total(self, metric: str) -> tuple[int, int, int, float | None]:
         """(A, B, B - A, (B - A) / A or None when A is 0)."""
@@ -98,6 +113,7 @@ class SpecDiff:
             "output_shape": {"a": list(self.a.output_shape), "b": list(self.b.output_shape)},
             "totals": totals,
             "layers": [r.to_json() for r in self.rows],
+            "edges": [e.to_json() for e in self.edges],
             "state_dict": {
                 "same": self.same_state_dict,
                 "changes": [k.to_json() for k in self.keys],
@@ -191,12 +207,42 @@ def diff_state_dicts(sa: dict[str, tuple], sb: dict[str, tuple]) -> list[KeyChan
     return changes
 
 
+def reads(root: SeqNode) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """What every item of every list reads, as paths (the item before it unless `from:` says otherwise),
+    and the paths of the items that are in graph lists."""
+    found: dict[str, tuple[str, ...]] = {}
+    in_graph: set[str] = set()
+    for node, _ in walk(root):
+        if not isinstance(node, SeqNode):
+            continue
+        paths = {c.name: c.path for c in node.children}
+        paths[INPUT] = f"input of {node.path}" if node.path else INPUT
+        for k, child in enumerate(node.children):
+            names = child.inputs or ((node.children[k - 1].name,) if k else (INPUT,))
+            found[child.path] = tuple(paths[n] for n in names)
+            if node.graph:
+                in_graph.add(child.path)
+    return found, in_graph
+
+
+def diff_edges(a: SeqNode, b: SeqNode) -> list[EdgeChange]:
+    """Items of both specs, in a graph list in either, that read other outputs (B's order)."""
+    reads_a, graph_a = reads(a)
+    reads_b, graph_b = reads(b)
+    return [
+        EdgeChange(path, reads_a[path], rb)
+        for path, rb in reads_b.items()
+        if path in reads_a and (path in graph_a or path in graph_b) and reads_a[path] != rb
+    ]
+
+
 def diff_specs(a: Spec, b: Spec, *, state_dict: bool = True) -> SpecDiff:
     from .analysis import analyze
+    from .lower import lower
 
     aa, ab = analyze(a), analyze(b)
     keys = diff_state_dicts(state_dict_shapes(a), state_dict_shapes(b)) if state_dict else []
-    return SpecDiff(aa, ab, diff_rows(aa, ab), keys)
+    return SpecDiff(aa, ab, diff_rows(aa, ab), keys, diff_edges(lower(a), lower(b)))
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -238,6 +284,18 @@ def _row_cells(c: RowChange) -> list[str]:
     return [c.path, c.change, kind, shape, _signed(dp), _signed(dm)]
 
 
+def _edge_cells(e: EdgeChange) -> list[str]:
+    return [e.path, ", ".join(e.a), ", ".join(e.b)]
+
+
+def _edge_lines(d: SpecDiff) -> list[str]:
+    if not d.edges:
+        return []
+    lines = ["", f"{len(d.edges)} items read other outputs:", ""]
+    lines += ["| item | A reads | B reads |", "|---|---|---|"]
+    return lines + ["| " + " | ".join(_edge_cells(e)) + " |" for e in d.edges]
+
+
 def _key_cells(k: KeyChange) -> list[str]:
     key = f"{k.key} -> {k.new_key}" if k.new_key else k.key
     return [k.change, key, _shape(k.a_shape), _shape(k.b_shape)]
@@ -265,6 +323,7 @@ def to_markdown(d: SpecDiff, depth: int | None = None) -> str:
         lines += ["", "| layer | change | kind | output | params delta | MACs delta |"]
         lines.append("|---|---|---|---|---:|---:|")
         lines += ["| " + " | ".join(_row_cells(c)) + " |" for c in rows]
+    lines += _edge_lines(d)
     if d.same_state_dict:
         lines += ["", "state_dict: same keys and shapes."]
     else:
@@ -299,6 +358,13 @@ def print_table(d: SpecDiff, depth: int | None = None) -> None:
         console.print(t)
     else:
         console.print("no layer rows differ")
+    if d.edges:
+        t = Table(title=f"{len(d.edges)} items read other outputs")
+        for col in ("item", "A reads", "B reads"):
+            t.add_column(col)
+        for e in d.edges:
+            t.add_row(*_edge_cells(e))
+        console.print(t)
     if d.same_state_dict:
         console.print("state_dict: same keys and shapes")
     else:

@@ -20,6 +20,8 @@ from typing import Any, cast
 from .analysis import Analysis, Row, analyze_ir
 from .errors import Problem, SpecError, did_you_mean
 from .ir import AuxNode, Node, SeqNode
+from .layers import KINDS
+from .layers.merge import MergeKind
 from .lower import lower
 from .spec import Spec
 
@@ -128,6 +130,15 @@ def select_levels(levels: FeatureInfo, analysis: Analysis, features: Sequence[Fe
                         hint=", ".join(f"{k}: {m}" for k, m in enumerate(levels.module_name())),
                     )
                 )
+        elif ref in rows and isinstance(KINDS.get(rows[ref].kind), MergeKind):
+            problems.append(
+                Problem(
+                    f"'{ref}' is a merge, an operation of the graph and not a module: its output cannot be"
+                    " tapped",
+                    ("features", i),
+                    hint="choose the module that reads it (or add an `identity` after it and choose that)",
+                )
+            )
         elif ref in rows:
             chosen.append(_level(rows[ref], len(chosen)))
         else:

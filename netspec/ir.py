@@ -1,4 +1,5 @@
-"""The intermediate representation: a tree of named nodes with inferred shapes.
+"""The intermediate representation: a tree of named nodes with inferred shapes; a graph list's
+children form a DAG by their `inputs` (in topological order: every input is an earlier sibling).
 
 Every backend (analysis, torch, source) reads this tree; none re-derives a shape or re-reads the spec:
 what a backend needs beyond shapes (the `${name}` bindings of a layer's values, block boundaries, a
@@ -13,6 +14,7 @@ from typing import Any, Literal
 
 from .layers.base import Cost, Shape, Window
 from .layers.init_schemes import DEFAULT_INIT, InitScheme
+from .layers.merge import Add, Concat
 
 
 @dataclass
@@ -31,6 +33,11 @@ class Node:
     inline: bool = field(default=False, kw_only=True)
     # (index, depth) of one block of a `{block: ..., depth: N}` stage
     repeat: tuple[int, int] | None = field(default=None, kw_only=True)
+    # in a graph list (SeqNode.graph): the earlier siblings (their `name`s) or INPUT whose outputs this
+    # node reads, in order; empty: the previous sibling's output (the list's input for the first)
+    inputs: tuple[str, ...] = field(default=(), kw_only=True)
+    # the shapes of all its inputs where it reads several (a merge); in_shape is the first's
+    in_shapes: tuple[Shape, ...] = field(default=(), kw_only=True)
 
     @property
     def is_block(self) -> bool:
@@ -56,6 +63,11 @@ class SeqNode(Node):
     children: list[Node] = field(default_factory=list)
     role: Literal["model", "features", "stage", "sequential", "branch", "block", "shortcut"] = "sequential"
     block: str | None = None  # the block kind when role == "block"
+    # a graph list: its children read named outputs (`inputs`), may have dotted names (a module at a
+    # path under plain holder modules) and may end in several `outputs`; run as a torch.fx graph
+    graph: bool = field(default=False, kw_only=True)
+    # output key -> the child whose output it is (the model's `outputs:`); None: the last child's
+    outputs: dict[str, str] | None = field(default=None, kw_only=True)
 
     @property
     def is_block(self) -> bool:
@@ -69,7 +81,7 @@ class ResidualNode(Node):
     block: str = ""
     body: list[Node] = field(default_factory=list)
     shortcut: SeqNode | None = None
-    merge: Literal["add", "concat", "mul"] = "add"
+    merge: Literal["add", "concat", "mul"] = Add.name  # type: ignore[assignment]  # a Literal's value
     after: list[Node] = field(default_factory=list)
     merge_flops: int = 0
 
@@ -83,7 +95,8 @@ class ResidualNode(Node):
         from .layers import KINDS
 
         last = self.body[-1] if self.body else None
-        return self.merge == "add" and isinstance(last, LayerNode) and KINDS[last.kind].overwritable_output
+        accumulates = getattr(KINDS[self.merge], "accumulates", False)  # a merge kind's trait
+        return accumulates and isinstance(last, LayerNode) and KINDS[last.kind].overwritable_output
 
 
 @dataclass
@@ -92,7 +105,7 @@ class ParallelNode(Node):
 
     block: str = ""
     branches: list[SeqNode] = field(default_factory=list)
-    merge: Literal["add", "concat"] = "concat"
+    merge: Literal["add", "concat"] = Concat.name  # type: ignore[assignment]  # a Literal's value
     after: list[Node] = field(default_factory=list)
     merge_flops: int = 0
 
@@ -108,6 +121,9 @@ class AuxNode(Node):
 
     children: list[Node] = field(default_factory=list)
     head_shape: Shape = ()
+
+
+INPUT = "input"  # the name a graph list's items give its input (`from: input`)
 
 
 def children(node: Node) -> list[Node]:

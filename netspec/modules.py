@@ -10,18 +10,43 @@ identifier (`merge`, `block`, `n_body`, ...) stays free for the user's layers.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
+
+from .layers.merge import MERGES
 
 # merge codes (TorchScript reads module-level constants poorly, so forwards use the literals)
-_MERGES = {"add": 0, "concat": 1, "mul": 2}
+_MERGES = {kind.name: code for code, kind in enumerate(MERGES)}
+_MERGE_NAMES = [kind.name for kind in MERGES]
 
 
 class Network(nn.Sequential):
     """A whole network compiled from a spec: its children run in order."""
+
+
+class GraphNetwork(fx.GraphModule):
+    """A graph list (a spec whose items read named outputs): each child module at its path, under plain
+    holder modules where the name is dotted, run by a torch.fx graph in the list's order. Children are
+    the same modules a tree spec builds (a stage is an nn.Sequential called whole), so hooks on them
+    fire and `model.layer2(x)` works; merges are the graph's torch.cat / + / * calls. Generated code,
+    so TorchScript, torch.export and torch.compile(fullgraph=True) take it.
+
+    `feature_info` (set by netspec.build) is plain data: TorchScript ignores it, and a deep copy (an
+    EMA model) keeps it, which GraphModule's own copy, rebuilt from the code, would drop."""
+
+    __jit_ignored_attributes__ = ["feature_info"]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> GraphNetwork:
+        copied = cast(GraphNetwork, super().__deepcopy__(memo))
+        type(copied).__name__ = type(self).__name__  # GraphModule's copy names its class GraphModule
+        if "feature_info" in self.__dict__:
+            copied.feature_info = copy.deepcopy(self.__dict__["feature_info"], memo)
+        return copied
 
 
 class AuxNetwork(nn.Sequential):
@@ -95,7 +120,7 @@ class Residual(nn.Sequential):
         return out
 
     def extra_repr(self) -> str:
-        return f"block={self.__block__!r}, merge={['add', 'concat', 'mul'][self.__merge__]!r}"
+        return f"block={self.__block__!r}, merge={_MERGE_NAMES[self.__merge__]!r}"
 
 
 class Parallel(nn.Sequential):
@@ -132,7 +157,7 @@ class Parallel(nn.Sequential):
         return out
 
     def extra_repr(self) -> str:
-        return f"block={self.__block__!r}, merge={['add', 'concat', 'mul'][self.__merge__]!r}"
+        return f"block={self.__block__!r}, merge={_MERGE_NAMES[self.__merge__]!r}"
 
 
 # The module of the `channel_pad` kind (layers/misc.py), which ships this class's source to every

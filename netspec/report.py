@@ -119,14 +119,38 @@ def _scale_lines(a: Analysis, scale: list[ScalePoint]) -> list[str]:
 COLUMNS = ["layer", "kind", "output", "params", "MACs", "FLOPs", "memory", "RF", "jump"]
 
 
-def _cells(r: Row) -> list[str]:
-    return ["  " * r.depth + r.path.rsplit(".", 1)[-1] if r.depth else r.path, *row_cells(r)[1:]]
+def row_names(rows: list[Row]) -> list[str]:
+    """Each row's name inside the container row above it: the last part of its path in a tree; the
+    whole dotted name where a graph list places a module under holders (`fpn.inner_blocks.1.0`)."""
+    parents: dict[int, str] = {}
+    names = []
+    for r in rows:
+        parent = parents.get(r.depth - 1, "") if r.depth else ""
+        if not r.depth:
+            names.append(r.path)
+        elif parent and r.path.startswith(parent + "."):
+            names.append(r.path[len(parent) + 1 :])
+        else:
+            names.append(r.path.rsplit(".", 1)[-1])
+        parents[r.depth] = r.path
+    return names
 
 
-def row_cells(r: Row) -> list[str]:
-    """A row's figures as every report shows them, under COLUMNS (the layer as its last path part)."""
+def reads(r: Row) -> str:
+    """What a row of a graph list reads when it is not the row above (`from:`): ` <- a, b`."""
+    return f" <- {', '.join(r.inputs)}" if r.inputs else ""
+
+
+def _cells(r: Row, name: str) -> list[str]:
+    return ["  " * r.depth + name + reads(r), *row_cells(r)[1:]]
+
+
+def row_cells(r: Row, name: str | None = None) -> list[str]:
+    """A row's figures as every report shows them, under COLUMNS (the layer as `name`, by default the
+    last part of its path; `row_names` gives the names inside a graph list's holders), with what it
+    reads where that is not the row above."""
     return [
-        r.path.rsplit(".", 1)[-1],
+        (name if name is not None else r.path.rsplit(".", 1)[-1]) + reads(r),
         r.kind,
         shape_text(r.output_shape),
         f"{r.params:,}",
@@ -158,14 +182,18 @@ def to_markdown(a: Analysis, depth: int | None = None, scale: list[ScalePoint] |
     lines = [
         f"**{a.name}**: input {shape_text(a.input_shape)}, {a.params:,} params, "
         f"{human(a.macs)} MACs, {human(a.flops)} FLOPs (MACs as fvcore counts them; FLOPs = 2 x MACs "
-        "+ elementwise)",
+        f"+ elementwise); peak activation memory {human_bytes(a.peak_activation_bytes)} (inference, "
+        "float32, one sample)",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join(["---"] * 2 + ["---:"] * (len(COLUMNS) - 2)) + "|",
     ]
-    for r in visible_rows(a, depth):
-        cells = _cells(r)
-        cells[0] = "&nbsp;" * 2 * r.depth + f"`{r.path.rsplit('.', 1)[-1]}`"
+    rows = visible_rows(a, depth)
+    for r, name in zip(rows, row_names(rows), strict=True):
+        cells = _cells(r, name)
+        cells[0] = (
+            "&nbsp;" * 2 * r.depth + f"`{name}`" + (f" <- `{'`, `'.join(r.inputs)}`" if r.inputs else "")
+        )
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("| " + " | ".join(f"**{c}**" for c in total_cells(a)) + " |")
     if scale:
@@ -187,13 +215,18 @@ def print_table(a: Analysis, depth: int | None = None, scale: list[ScalePoint] |
     totals = total_cells(a)
     for i, col in enumerate(COLUMNS):
         table.add_column(col, footer=totals[i], justify="left" if i < 3 else "right")
-    for r in visible_rows(a, depth):
+    rows = visible_rows(a, depth)
+    for r, name in zip(rows, row_names(rows), strict=True):
         style = None if r.is_layer else "bold"
-        table.add_row(*_cells(r), style=style)
+        table.add_row(*_cells(r, name), style=style)
     console = Console()
     if not console.is_terminal:  # piped output: do not squeeze the table to 80 columns
         console = Console(width=160)
     console.print(table)
+    console.print(
+        f"peak activation memory: {human_bytes(a.peak_activation_bytes)} (inference: the most float32 "
+        "activations of one sample alive at once; the memory column sums every output)"
+    )
     if scale:
         console.print("input-size scaling of the totals:")
         for line in _scale_lines(a, scale):  # error texts quote the spec: shown as text, not markup

@@ -25,11 +25,19 @@ _COMPOSITE_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
+# `from:` on any item of a list: the earlier named output(s) it reads (README "References and graphs")
+_FROM: dict[str, Any] = {
+    "description": "the earlier output (a name, or `input`) this item reads, or a list of them for a merge",
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+}
+
+
 def _composite_schema(composite: Composite) -> dict[str, Any]:
     props: dict[str, Any] = {"name": {"type": "string"}}
     for field in composite.fields:
         props[field] = {"enum": list(composite.merges)} if field == "merge" else _COMPOSITE_FIELDS[field]
     props["when"] = {"description": "omit this item when the expression is false"}
+    props["from"] = _FROM
     return {"type": "object", "properties": props, "additionalProperties": False}
 
 
@@ -39,6 +47,7 @@ def _kind_schema(kind: str) -> dict[str, Any]:
     for field, info in layer.Params.model_fields.items():
         props[field] = {"description": info.description} if info.description else {}
     props["when"] = {"description": "omit this layer when the expression is false"}
+    props["from"] = _FROM
     params = {"type": "object", "properties": props, "additionalProperties": False}
     value: dict[str, Any] = {"anyOf": [params, {"type": "null"}]}
     if layer.shorthand:
@@ -96,6 +105,7 @@ def spec_schema() -> dict[str, Any]:
     count = {"anyOf": [{"type": "integer", "minimum": 1}, expr]}
     stage["properties"]["depth"] = {**count, "description": "number of blocks"}
     stage["properties"]["repeat"] = {**count, "description": "alias of depth"}
+    stage["properties"]["from"] = _FROM
     defs["Stage"] = stage
     props = schema["properties"]
     props["extends"] = {

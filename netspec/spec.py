@@ -26,7 +26,10 @@ from pydantic_core import PydanticCustomError
 
 from .expr import MAX_LIST_LEN, has_expression
 from .layers.base import ModuleName, Pair, PositiveInt
+from .layers.composites import TABLE
 from .layers.init_schemes import DEFAULT_INIT, InitScheme
+
+_PARALLEL = next(c for c in TABLE if c.name == "parallel")  # the merges a parallel block takes
 
 ShortcutMode = Literal[
     "identity", "projection", "avgpool_projection", "zero_pad", "identity_if_possible", "none"
@@ -162,7 +165,7 @@ class BlockDef(Strict):
     def _one_structure(self) -> BlockDef:
         if (self.body is None) == (self.branches is None):
             raise ValueError("a block has exactly one of `body` or `branches`")
-        if self.branches is not None and self.merge not in ("concat", "add"):
+        if self.branches is not None and self.merge not in _PARALLEL.merges:
             raise ValueError("parallel `branches` merge by `concat` or `add`")
         if self.inline and (self.merge != "none" or self.after):
             raise ValueError("only a plain sequence block (merge: none) can be `inline`")
@@ -256,6 +259,10 @@ def apply_caps(spec: Spec, caps: Limits | None = None) -> Spec:
     return spec
 
 
+OutputNames = Annotated[list[str], Field(min_length=1)]
+OutputMap = Annotated[dict[str, str], Field(min_length=1)]
+
+
 class Spec(Strict):
     """A whole network. See README 'The spec language'."""
 
@@ -263,6 +270,11 @@ class Spec(Strict):
     description: str = ""
     input: InputSpec = InputSpec()
     classes: PositiveInt | None = None
+    outputs: OutputNames | OutputMap | None = Field(
+        None,
+        description="instead of `classes`: the named outputs the model returns, as a dict of tensors"
+        " (a list of names: keyed by name; a mapping: key -> name)",
+    )
     vars: dict[Identifier, VarValue] = Field(
         default_factory=dict, description="named values (numbers, text, lists of numbers) for expressions"
     )
@@ -292,6 +304,14 @@ class Spec(Strict):
     _raw: Any = PrivateAttr(default=None)
     _file: str | None = PrivateAttr(default=None)
     _caps: Limits | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_result(self) -> Spec:
+        if self.outputs is not None and self.classes is not None:
+            raise ValueError("a spec ends in `classes` (one tensor of logits) or `outputs`, not both")
+        if isinstance(self.outputs, list) and len(set(self.outputs)) != len(self.outputs):
+            raise ValueError("`outputs` names each output once")
+        return self
 
     @property
     def caps(self) -> Limits:

@@ -12,18 +12,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
+from typing import cast
 
 import torch
-from torch import nn
+from torch import fx, nn
+from torch.fx.proxy import GraphAppendingTracer
 
 from .analysis import analyze_ir
 from .extract import extract_features
 from .features import FeatureRef, choose_levels, default_levels
-from .ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, layers
+from .ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, layers
 from .layers import KINDS
+from .layers.merge import MergeKind
 from .lower import lower
 from .memory import check_memory, estimate
-from .modules import AuxNetwork, Network, Parallel, Residual
+from .modules import AuxNetwork, GraphNetwork, Network, Parallel, Residual
 from .spec import Spec
 
 
@@ -48,6 +51,8 @@ def module_for(node: Node) -> nn.Module:
         return Parallel(_named(node.branches), node.merge, _named(node.after), node.block)
     if isinstance(node, AuxNode):
         return nn.Sequential(OrderedDict(_named(node.children)))
+    if isinstance(node, SeqNode) and node.graph:
+        return graph_module(node)
     if isinstance(node, SeqNode):
         if node.role != "model":
             return nn.Sequential(OrderedDict(_named(node.children)))
@@ -58,13 +63,57 @@ def module_for(node: Node) -> nn.Module:
     raise TypeError(f"no module for {type(node).__name__}")
 
 
+def graph_module(node: SeqNode) -> GraphNetwork:
+    """A graph list as a GraphNetwork: a holder with each child module at its (maybe dotted) path, and
+    the graph that calls them in order, each on the outputs its `inputs` name (else the previous one);
+    merges are the merge kinds' own ops, recorded through fx proxies."""
+    holder = nn.Module()
+    graph = fx.Graph()
+    tracer = GraphAppendingTracer(graph)
+    prev = graph.placeholder("x")
+    values = {INPUT: prev}
+    for child in node.children:
+        args = [values[name] for name in child.inputs] or [prev]
+        kind = KINDS[child.kind] if isinstance(child, LayerNode) else None
+        if isinstance(kind, MergeKind):
+            # proxies stand in for tensors: the kind's own op records itself in the graph
+            proxies = cast(list[torch.Tensor], [fx.Proxy(a, tracer) for a in args])
+            prev = cast(fx.Proxy, kind.combine(proxies)).node
+        else:
+            _place(holder, child.name, module_for(child))
+            prev = graph.call_module(child.name, tuple(args))
+        values[child.name] = prev
+    outputs = node.outputs
+    graph.output({key: values[name] for key, name in outputs.items()} if outputs is not None else prev)
+    name = "GraphNetwork" if node.role == "model" else node.block or "GraphSequential"
+    module = GraphNetwork(holder, graph, class_name=name)
+    # GraphModule registers modules in the order the graph calls them; the spec's order is the one a
+    # tree spec's state_dict has (and torchvision's, for `body` before `fpn`)
+    module._modules.clear()
+    module._modules.update(holder._modules)
+    return module
+
+
+def _place(holder: nn.Module, path: str, module: nn.Module) -> None:
+    """`module` at `path` under `holder`, creating plain holder modules for a dotted path."""
+    *parents, name = path.split(".")
+    for part in parents:
+        if part not in holder._modules:
+            holder.add_module(part, nn.Module())
+        holder = cast(nn.Module, holder._modules[part])
+    holder.add_module(name, module)
+
+
 def _named(nodes: Sequence[Node]) -> list[tuple[str, nn.Module]]:
     return [(n.name, module_for(n)) for n in nodes]
 
 
 def init_weights(model: nn.Module, root: SeqNode) -> None:
-    """Each layer's init steps, in network order (the order the RNG is drawn in)."""
-    for node in layers(root):
+    """Each layer's init steps, in module order (the order the RNG is drawn in; an exported file's
+    `for m in self.modules()` loop draws in the same order). For a tree spec it is the network order;
+    dotted names group a graph list's modules under their holders."""
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    for node in sorted(layers(root), key=lambda n: order.get(n.path, -1)):
         steps = KINDS[node.kind].init_steps(node.params, node.init, node.zero_init)
         if steps:
             module = model.get_submodule(node.path)

@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import Problem, SpecError, did_you_mean
 from .layers.conv import Conv
+from .layers.merge import Add
 from .source import PosDict, PosList, locate
 
 # the tricks rewrite conv items of the raw tree (`- conv: {...}`), before any layer is validated
@@ -42,7 +43,7 @@ def _residual_blocks(tree: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         b
         for b in blocks.values()
-        if isinstance(b, dict) and b.get("merge") == "add" and isinstance(b.get("body"), list)
+        if isinstance(b, dict) and b.get("merge") == Add.name and isinstance(b.get("body"), list)
     ]
 
 

@@ -69,8 +69,15 @@ def check(req):
     model.eval()
     with torch.no_grad():
         y = model(io["x"])
-    return {"ok": True, "keys": len(ours), "diff": (y - io["y"]).abs().max().item(),
-            "scale": io["y"].abs().max().item(), "shape": list(y.shape), "finite": bool(y.isfinite().all())}
+    if isinstance(y, dict):  # a spec with named `outputs:`: every output, by key and in order
+        if list(y) != list(io["y"]):
+            return {"ok": False, "error": f"output keys {list(y)} != {list(io['y'])}"}
+        ys, refs = list(y.values()), list(io["y"].values())
+    else:
+        ys, refs = [y], [io["y"]]
+    return {"ok": True, "keys": len(ours), "diff": max((a - b).abs().max().item() for a, b in zip(ys, refs)),
+            "scale": max(b.abs().max().item() for b in refs), "shape": list(ys[0].shape),
+            "finite": all(bool(a.isfinite().all()) for a in ys)}
 
 
 for line in sys.stdin:

@@ -170,7 +170,7 @@ def test_schema_completes_its_parameters(space_to_depth, tmp_path):
     result = run_cli("schema", "-o", str(out))
     assert result.exit_code == 0, result.output
     item = json.loads(out.read_text())["$defs"]["LayerItem"]["anyOf"][1]["properties"]["space_to_depth"]
-    assert set(item["anyOf"][0]["properties"]) == {"name", "factor", "when"}
+    assert set(item["anyOf"][0]["properties"]) == {"name", "factor", "when", "from"}  # `from`: every item
     assert item["description"].startswith("Space-to-depth")
 
 

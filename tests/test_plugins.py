@@ -149,7 +149,7 @@ def test_plugins_appear_in_kinds_and_schema(example):
     result = CliRunner().invoke(app, ["kinds"])
     assert result.exit_code == 0 and "shift" in result.output and "[kernel]" in result.output
     item = spec_schema()["$defs"]["LayerItem"]["anyOf"][1]["properties"]
-    assert set(item["shift"]["anyOf"][0]["properties"]) == {"name", "kernel", "when"}
+    assert set(item["shift"]["anyOf"][0]["properties"]) == {"name", "kernel", "when", "from"}
     assert "mish" in item
 
 

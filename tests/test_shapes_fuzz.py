@@ -7,9 +7,15 @@ Two references no one here wrote:
   reasons, and otherwise give the same output shape, parameter count and fvcore MACs;
 - composite specs (residual blocks with every shortcut mode, parallel concat branches, dense and
   squeeze-excite merges, flatten + linear heads) are checked against forward hooks on every leaf
-  module (by module path), sum(p.numel()) and fvcore's FlopCountAnalysis (total and per module).
+  module (by module path), sum(p.numel()) and fvcore's FlopCountAnalysis (total and per module);
+- graph specs (tests/fuzz_graph.py: `from:` references to earlier siblings, `input`, across stages
+  and inside bodies, branches and blocks; merges of 2 to 4 inputs; `select`; dotted names; `outputs:`;
+  the kinds of issue 13) are aimed by PyTorch's shape formulas: those whose merges fit must build and
+  match hooks on every layer's module, the output dict, parameters, fvcore and the peak activation
+  memory torch's dispatcher measures (tests/test_dag_memory.py); those with a merge made
+  to clash must fail with a SpecShapeError at that merge's YAML line, naming it.
 
-The default run is small (about half a minute); `pytest -m slow tests/test_shapes_fuzz.py` runs many
+The default run is small (under a minute alone); `pytest -m slow tests/test_shapes_fuzz.py` runs many
 more examples.
 """
 
@@ -31,12 +37,19 @@ import netspec
 from netspec import SpecError, SpecShapeError
 
 from .conftest import fvcore_macs, n_params
+from .fuzz_graph import GraphSpec, graph_spec
+from .graph_check import check_graph_build_matches_analysis
 from .test_analysis import check_build_matches_analysis
 
 OUTCOMES: Counter[str] = Counter()
 
 FAST = settings(
     max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+GRAPH = settings(  # a graph spec builds several modules and traces them for fvcore: fewer examples
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
@@ -487,6 +500,88 @@ def test_mutated_specs_fail_cleanly_or_build_as_analyzed(text: str):
     check_composite(text, "mutated")
 
 
+# -- graph specs ----------------------------------------------------------------------------------
+
+# junk for references: unknown, dotted badly, the item itself or a later one (whichever the path hits)
+REF_JUNK = ["nope", "input", ["input"], ["input", "input"], "h1.", "a..b", "0v", "v1.", ["v1", "nope"], "m2",
+            "h1.v1", {"x": "input"}, [], "outputs", "select"]  # fmt: skip
+
+
+@st.composite
+def mutated_graph_spec(draw) -> str:
+    """A graph spec with one to three values replaced by junk, reference junk most often where a
+    `from`, `name` or `outputs` is hit (or junk keys and items added)."""
+    spec = yaml.safe_load(draw(graph_spec()).text)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_paths(spec)))
+        node = spec
+        for key in path[:-1]:
+            node = node[key]
+        at_reference = any(k in ("from", "name", "outputs") for k in path if isinstance(k, str))
+        junk = copy.deepcopy(draw(st.sampled_from(REF_JUNK if at_reference or draw(st.booleans()) else JUNK)))
+        how = draw(st.integers(0, 2))
+        if how == 1 and isinstance(node, dict):
+            node[draw(st.sampled_from([*KEYS, "from", "outputs"]))] = junk
+        elif how == 2 and isinstance(node, list):
+            node.insert(path[-1], junk)
+        else:
+            node[path[-1]] = junk
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+def check_graph(g: GraphSpec) -> None:
+    """A spec whose merges fit (by PyTorch's rules) builds as analysed; one with a clash fails there."""
+    note(g.text)
+    result = _analyze(g.text)
+    if g.clash is not None:
+        assert isinstance(result, SpecShapeError), f"netspec accepts the merge `{g.clash}` PyTorch rejects"
+        note(str(result))
+        OUTCOMES["graph clash rejected"] += 1
+        named = [p for p in result.problems if f"{g.clash} (" in p.message]
+        assert named, f"no problem names the clashing merge `{g.clash}`: {result}"
+        lines = g.text.splitlines()
+        for p in named:  # located at the merge item: its `- kind:` line or one of its `from:` lines
+            assert p.location is not None, p
+            item = next(i for i in range(p.location.line - 1, -1, -1) if lines[i].lstrip().startswith("- "))
+            end = next(i for i in range(item, len(lines)) if lines[i].strip() == f"name: {g.clash}")
+            assert end - item <= 7, (p.location, lines[item : end + 1])
+        return
+    assert not isinstance(result, SpecError), f"netspec rejects a graph PyTorch runs: {result}"
+    OUTCOMES["graph built"] += 1
+    spec, a = result
+    check_graph_build_matches_analysis(spec, a)
+
+
+def check_mutated_graph(text: str) -> None:
+    note(text)
+    result = _analyze(text)
+    if isinstance(result, SpecError):
+        note(str(result))
+        OUTCOMES["mutated graph rejected"] += 1
+        return
+    OUTCOMES["mutated graph built"] += 1
+    spec, a = result
+    check_graph_build_matches_analysis(spec, a)
+
+
+@GRAPH
+@given(graph_spec())
+def test_graph_specs_build_as_analyzed(g: GraphSpec):
+    check_graph(g)
+
+
+@FAST
+@given(graph_spec(clash=True))
+def test_graph_specs_with_a_clashing_merge_fail_at_that_merge(g: GraphSpec):
+    check_graph(g)
+
+
+@GRAPH
+@given(mutated_graph_spec())
+def test_mutated_graph_specs_fail_cleanly_or_build_as_analyzed(text: str):
+    check_mutated_graph(text)
+
+
 def test_fuzzing_was_not_vacuous():
     """Most generated specs must be valid, or the properties above prove little."""
     for kind in ("plain", "composite"):
@@ -494,6 +589,11 @@ def test_fuzzing_was_not_vacuous():
         if total == 0:
             pytest.skip("run together with the fuzz tests")
         assert OUTCOMES[f"{kind} built"] >= total // 4, dict(OUTCOMES)
+    # graph specs are aimed: all of those without a clash build (check_graph), and the mutated ones
+    # are mostly rejected, but not all, or their property would test nothing but errors
+    if OUTCOMES["graph built"] + OUTCOMES["mutated graph rejected"]:
+        assert OUTCOMES["graph built"] and OUTCOMES["graph clash rejected"], dict(OUTCOMES)
+        assert OUTCOMES["mutated graph built"] >= 1, dict(OUTCOMES)
 
 
 @pytest.mark.slow
@@ -515,3 +615,24 @@ def test_composite_specs_build_as_analyzed_long(text: str):
 @given(mutated_spec())
 def test_mutated_specs_fail_cleanly_or_build_as_analyzed_long(text: str):
     check_composite(text, "mutated")
+
+
+@pytest.mark.slow
+@SLOW
+@given(graph_spec())
+def test_graph_specs_build_as_analyzed_long(g: GraphSpec):
+    check_graph(g)
+
+
+@pytest.mark.slow
+@SLOW
+@given(graph_spec(clash=True))
+def test_graph_specs_with_a_clashing_merge_fail_at_that_merge_long(g: GraphSpec):
+    check_graph(g)
+
+
+@pytest.mark.slow
+@SLOW
+@given(mutated_graph_spec())
+def test_mutated_graph_specs_fail_cleanly_or_build_as_analyzed_long(text: str):
+    check_mutated_graph(text)

@@ -1,5 +1,7 @@
-"""Fuzzing the YAML *text*: random character edits of real zoo specs, and arbitrary text, either load
-and analyse or fail with a SpecError, never any other exception (no torch involved: fast)."""
+"""Fuzzing the YAML *text*: random character edits of real zoo specs (among them the graph specs
+dla34 and resnet50_fpn: `from:` references, merges, dotted names, `outputs:`), of random graph specs
+(tests/fuzz_graph.py), and arbitrary text, either load and analyse or fail with a SpecError, never any
+other exception (no torch involved: fast)."""
 
 from __future__ import annotations
 
@@ -10,17 +12,34 @@ from hypothesis import strategies as st
 import netspec
 
 from .conftest import SPECS
+from .fuzz_graph import graph_spec
 
-SOURCES = [(SPECS / f"{n}.yaml").read_text() for n in ("resnet18", "googlenet", "mobilenet_v2", "lenet5")]
+ZOO = ("resnet18", "googlenet", "mobilenet_v2", "lenet5", "dla34", "resnet50_fpn")
+SOURCES = [(SPECS / f"{n}.yaml").read_text() for n in ZOO]
 PIECES = st.sampled_from(
-    [*" \n\t:-[]{},#&*!|>'\"%@`$0123456789abcxyz_.", "${", "<<: ", "!!python/", "&a ", "*a"]
+    [
+        *" \n\t:-[]{},#&*!|>'\"%@`$0123456789abcxyz_.",
+        "${",
+        "<<: ",
+        "!!python/",
+        "&a ",
+        "*a",
+        "from: ",
+        "input",
+        "outputs: ",
+        "h1.",
+        ".0",
+        "- add: {from: [",
+        "concat",
+        "select",
+    ]
 )
 
 
 @st.composite
-def edited_spec(draw) -> str:
-    """A zoo spec with 1 to 8 random character-level insertions, deletions or replacements."""
-    text = draw(st.sampled_from(SOURCES))
+def edited_spec(draw, sources: st.SearchStrategy[str] = st.sampled_from(SOURCES)) -> str:
+    """A spec with 1 to 8 random character-level insertions, deletions or replacements."""
+    text = draw(sources)
     for _ in range(draw(st.integers(1, 8))):
         i = draw(st.integers(0, len(text)))
         op = draw(st.integers(0, 2))
@@ -52,6 +71,12 @@ def test_edited_zoo_specs_fail_only_with_spec_error(text):
 
 
 @FAST
+@given(edited_spec(graph_spec().map(lambda g: g.text)))
+def test_edited_graph_specs_fail_only_with_spec_error(text):
+    _load_and_analyze(text)
+
+
+@FAST
 @given(st.text(max_size=400))
 def test_arbitrary_text_fails_only_with_spec_error(text):
     _load_and_analyze(text)
@@ -61,4 +86,11 @@ def test_arbitrary_text_fails_only_with_spec_error(text):
 @LONG
 @given(edited_spec())
 def test_edited_zoo_specs_fail_only_with_spec_error_long(text):
+    _load_and_analyze(text)
+
+
+@pytest.mark.slow
+@LONG
+@given(edited_spec(graph_spec().map(lambda g: g.text)))
+def test_edited_graph_specs_fail_only_with_spec_error_long(text):
     _load_and_analyze(text)

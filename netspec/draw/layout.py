@@ -9,7 +9,11 @@ enters at the top and whose output leaves at the bottom on one vertical line, it
 - a residual keeps its body on the spine and runs the shortcut beside it on the right: a dashed lane
   for an identity, the shortcut's own column for a projection; both enter the merge node from the right;
 - a group draws a labelled box around its content, the label clear of the edge that enters it;
-- a side head (auxiliary classifier) hangs in a lane to the right of the series it reads from.
+- a side head (auxiliary classifier) hangs in a lane to the right of the series it reads from;
+- a graph list stacks its parts on one spine like a series; an item that reads the part just above
+  it is fed down the spine, every other read (a reference, `from:`) leaves its source's spine in the
+  gap below it, runs down a lane of its own right of everything, and rejoins the spine in the gap
+  above its reader.
 Edges are orthogonal polylines that run in the gaps between frames and beside columns, so none
 crosses a node; each goes from the node that produces a tensor to one that reads it.
 """
@@ -18,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .scene import TIMES, EdgeStyle, Fork, Group, Item, Part, Residual, Scene, Series, Side, shape_text
+from ..ir import INPUT
+from .scene import TIMES, EdgeStyle, Fork, Graph, Group, Item, Part, Residual, Scene, Series, Side, shape_text
 from .text import text_width
 
 Pt = tuple[float, float]
@@ -43,6 +48,8 @@ HEADER = 22.0  # a group box's label band
 JUNCTION = 10.0  # where a fork or shortcut splits off, below the top of its frame
 SIDE_ROOM = 14.0  # extra gap where a side head branches off
 MARGIN = 16.0
+REF_STEP = 8.0  # between the horizontal runs of references that cross one gap of a graph list
+LANE_STEP = 10.0  # between the lanes of references
 
 
 @dataclass
@@ -275,6 +282,8 @@ def _layout(part: Part, width: float = 0.0) -> Frame:
         return _fork(part)
     if isinstance(part, Residual):
         return _residual(part)
+    if isinstance(part, Graph):
+        return _graph(part)
     raise TypeError(type(part))  # pragma: no cover - a Side is laid out by its series
 
 
@@ -447,7 +456,7 @@ def _residual(r: Residual) -> Frame:
 
 def _fork(fk: Fork) -> Frame:
     out = Frame()
-    frames = [_series(b) for b in fk.branches]
+    frames = [_layout(b) for b in fk.branches]
     top = JUNCTION + 16
     x = 0.0
     spines: list[float] = []
@@ -469,6 +478,80 @@ def _fork(fk: Fork) -> Frame:
         out.dots.append((cx, JUNCTION))
     out.spine, out.entry_y = cx, 0.0
     _after(out, merge, fk.after, cx)
+    return out.fit()
+
+
+@dataclass
+class _Reference:
+    src: int  # the part read (-1: the graph's input)
+    dst: int  # the part reading it
+    leave: float = 0.0  # y of the run from the source's spine to the lane
+    join: float = 0.0  # y of the run from the lane back to the spine, above the reader
+    lane: int = 0
+
+
+def _graph(g: Graph) -> Frame:
+    """A graph list: its parts on one spine in list order, as a series; reads of the part just above
+    go straight down, every other read (a reference) runs in a lane right of everything (see above)."""
+    sized = [item_size(p)[0] for p in g.parts if isinstance(p, Item) and p.kind not in ("merge", "io")]
+    width = max(sized, default=0.0)
+    frames = [_layout(p, width) for p in g.parts]
+    out = Frame(out_shape=g.out_shape)
+    if not frames:  # pragma: no cover - lowering refuses an empty list that reads by name
+        return out
+    spine = max(f.spine for f in frames)
+    index = {name: k for k, name in enumerate(g.names)}
+    refs = [
+        _Reference(index[r] if r != INPUT else -1, j)
+        for j, reads in enumerate(g.reads)
+        for r in reads
+        if (index[r] if r != INPUT else -1) != j - 1
+    ]
+    read = {index[r] if r != INPUT else -1 for reads in g.reads for r in reads}
+    # the gap above part k holds the runs leaving part k - 1 (the input for k = 0), then those joining k
+    leaving = [[r for r in refs if r.src == k - 1] for k in range(len(frames))]
+    joining = [[r for r in refs if r.dst == k] for k in range(len(frames))]
+    routes: dict[int, Route] = {-1: Route(None, [(spine, 0.0)])}
+    bottom = 0.0
+    for k, f in enumerate(frames):
+        y = bottom + (GAP_Y / 2 + 12 if k else 4.0)  # below the shape printed under the part above
+        if k and (k - 1) in read:
+            _label(out, frames[k - 1].out_shape, spine, bottom + GAP_Y / 2)
+        for r in leaving[k]:
+            r.leave, y = y, y + REF_STEP
+        for r in joining[k]:
+            r.join, y = y + 2, y + REF_STEP
+        runs = bool(leaving[k] or joining[k])
+        top = (y + 8 if runs else bottom + GAP_Y) if k else (y + 8 if runs else 0.0)
+        f.shift(spine - f.spine, top)
+        out.take(f)
+        source = routes[k - 1]
+        passed = None  # where the straight input leaves a part that draws nothing (an empty list)
+        for name in g.reads[k]:
+            if (index[name] if name != INPUT else -1) == k - 1:
+                passed = _connect(out, Route(source.src, list(source.points), source.style, source.fork), f)
+        if f.exit is not None:
+            routes[k] = Route(f.exit.src, list(f.exit.points))
+        else:
+            routes[k] = passed or Route(None, [(spine, top + f.h)])
+        bottom = top + f.h
+    # lanes right of everything drawn, one per reference, shared where their runs do not overlap
+    right = out.bounds()[2] if out.nodes or out.groups else spine
+    ends: list[float] = []
+    for r in sorted(refs, key=lambda r: r.leave):
+        r.lane = next((n for n, end in enumerate(ends) if end < r.leave - 1), len(ends))
+        if r.lane == len(ends):
+            ends.append(0.0)
+        ends[r.lane] = r.join
+    for r in refs:
+        x = right + GAP_X / 2 + r.lane * LANE_STEP
+        source = routes[r.src]
+        path = [*source.points, (spine, r.leave), (x, r.leave), (x, r.join), (spine, r.join)]
+        _connect(out, Route(source.src, path, "reference", (spine, r.leave)), frames[r.dst])
+        out.dots.append((spine, r.leave))
+    out.spine, out.entry_y = spine, 0.0
+    out.exit = routes[len(frames) - 1]
+    out.h = bottom
     return out.fit()
 
 

@@ -1,6 +1,6 @@
 """A scene as a Mermaid flowchart, which GitHub, GitLab and many editors render inside Markdown with no
 tool installed: stages and blocks as subgraphs, the tensor shape on every edge, shortcuts dotted and
-red, the same colours as the SVG.
+red, a graph list's references (`from:`) blue, the same colours as the SVG.
 
 Text is quoted and escaped the way Mermaid reads it: inside `"..."`, `#name;` is an HTML entity, so a
 user's `"`, `<`, `>`, `&` and `#` are written `#quot;`, `#lt;`, `#gt;`, `#amp;`, `#35;` and can
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from . import palette
-from .scene import Fork, Group, Item, Part, Residual, Scene, Series, Side, connections, shape_text
+from .scene import Fork, Graph, Group, Item, Part, Residual, Scene, Series, Side, connections, shape_text
 
 _ENTITIES = {"&": "#amp;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "#": "#35;"}
 
@@ -30,7 +30,7 @@ _SHAPES = {  # item kind -> (open, close) of its Mermaid node shape
     "io": ('(["', '"])'),
 }
 
-_ARROWS = {"flow": "-->", "skip": "-.->", "projection": "-->", "side": "-.->"}
+_ARROWS = {"flow": "-->", "skip": "-.->", "projection": "-->", "side": "-.->", "reference": "-->"}
 
 
 def escape(text: str) -> str:
@@ -72,6 +72,9 @@ class _Writer:
             fill, stroke, dash = palette.GROUP[part.style]
             dashed = f",stroke-dasharray:{dash}" if dash else ""
             self.styles.append(f"style {gid} fill:{fill},stroke:{stroke}{dashed}")
+        elif isinstance(part, Graph):
+            for p in part.parts:
+                self.part(p, depth)
         elif isinstance(part, Fork):
             for branch in part.branches:
                 self.part(branch, depth)
@@ -97,10 +100,13 @@ def to_mermaid(scene: Scene) -> str:
         w.out(1, f"classDef {family} fill:{fill},stroke:{stroke},color:{ink}")
     w.part(scene.root, 1)
     red: list[str] = []
+    blue: list[str] = []  # a graph list's references (`from:`)
     for i, c in enumerate(connections(scene)):
         w.out(1, f'{c.src} {_ARROWS[c.style]}|"{shape_text(c.shape)}"| {c.dst}')
         if c.style in ("skip", "projection"):
             red.append(str(i))
+        elif c.style == "reference":
+            blue.append(str(i))
     for style in w.styles:
         w.out(1, style)
     by_family: dict[str, list[str]] = {}
@@ -110,6 +116,8 @@ def to_mermaid(scene: Scene) -> str:
         w.out(1, f"class {','.join(ids)} {family}")
     if red:
         w.out(1, f"linkStyle {','.join(red)} stroke:{palette.EDGE['skip'][0]}")
+    if blue:
+        w.out(1, f"linkStyle {','.join(blue)} stroke:{palette.EDGE['reference'][0]}")
     return "\n".join(w.lines) + "\n"
 
 

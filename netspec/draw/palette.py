@@ -3,6 +3,8 @@ red shortcuts. Each entry: (fill, stroke, text)."""
 
 from __future__ import annotations
 
+from ..diagram import REFERENCE_COLOR  # one colour for references, in DOT too
+
 NODE: dict[str, tuple[str, str, str]] = {
     "convolution": ("#e4eefb", "#4a7dc4", "#1b2a41"),
     "norm": ("#e3f3f1", "#3f9a8c", "#173a35"),
@@ -27,6 +29,7 @@ EDGE: dict[str, tuple[str, str]] = {  # stroke, dash pattern
     "skip": ("#c0392b", "5 3"),
     "projection": ("#c0392b", ""),
     "side": ("#8a909a", "4 3"),
+    "reference": (REFERENCE_COLOR, ""),  # a graph list's `from:`: an earlier output, beside the column
 }
 
 TEXT = "#1f2933"

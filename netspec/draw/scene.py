@@ -6,7 +6,9 @@ same meanings as the DOT writer's (netspec/diagram.py). The result is a series-p
 - `Fork`: parallel branches on one input, their merge node (concat, add) and the layers after it;
 - `Residual`: a body beside its shortcut (identity when None), their merge node, the layers after it;
 - `Group`: a stage or block drawn as a labelled box around its content;
-- `Side`: a training-only auxiliary head that reads the main path, which passes by unchanged.
+- `Side`: a training-only auxiliary head that reads the main path, which passes by unchanged;
+- `Graph`: a graph list (items that read earlier outputs by name, `from:`): its parts in list order,
+  each with the names it reads; an edge that does not come from the part just above is a "reference".
 
 Its leaves are `Item`s, the drawn nodes. Every item knows which IR paths it stands for (`covers`), so
 a reader can check that each layer is drawn exactly once.
@@ -18,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..diagram import _layer_desc, drawn_runs  # one decision, shared with DOT
-from ..ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
+from ..diagram import _layer_desc, chained, drawn_runs, merge_kind  # one decision, shared with DOT
+from ..ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
 from ..layers import KINDS
 from ..layers.activation import Activation
 from ..layers.base import Shape
@@ -91,7 +93,7 @@ class Series:
 
 @dataclass
 class Fork:
-    branches: list[Series]
+    branches: list[Series | Graph]
     merge: Item
     after: Series
     in_shape: Shape
@@ -129,6 +131,21 @@ class Group:
 
 
 @dataclass
+class Graph:
+    """A graph list: `parts[k]` reads the outputs named `reads[k]` (earlier parts' `names`, or INPUT for
+    the list's input); its output goes by `names[k]`. The last part's output leaves the graph."""
+
+    parts: list[Part]
+    reads: list[tuple[str, ...]]
+    names: list[str]
+    in_shape: Shape
+
+    @property
+    def out_shape(self) -> Shape:
+        return self.parts[-1].out_shape if self.parts else self.in_shape
+
+
+@dataclass
 class Side:
     group: Group
 
@@ -137,7 +154,7 @@ class Side:
         return self.group.out_shape
 
 
-Part = Item | Series | Fork | Residual | Group | Side
+Part = Item | Series | Fork | Residual | Group | Side | Graph
 
 
 @dataclass
@@ -216,13 +233,18 @@ class _Builder:
         if self.depth is not None and depth > self.depth:
             return self.item("opaque", [kind], "block", node.path, (node.path,), node.out_shape)
         if isinstance(node, AuxNode):
-            content = self.seq(node.children, depth + 1, node.in_shape)
-            return Side(Group("aux", node.path, content, suffix=" (aux, training only)"))
+            side = self.seq(node.children, depth + 1, node.in_shape)
+            return Side(Group("aux", node.path, side, suffix=" (aux, training only)"))
         if isinstance(node, SeqNode):
-            content = self.seq(node.children, depth + 1, node.in_shape)
+            content = self.contents(node, depth + 1)
             if node.role not in ("stage", "block"):
                 return content
-            if node.role == "block" and kind == "sequential" and _single_item(content):
+            if (
+                node.role == "block"
+                and kind == "sequential"
+                and isinstance(content, Series)
+                and _single_item(content)
+            ):
                 return content.parts[0]  # a box around one node says nothing the node does not
             if node.role == "stage":
                 return Group("stage", node.path, content)
@@ -232,20 +254,44 @@ class _Builder:
             shortcut = None
             if node.shortcut is not None:
                 sc = node.shortcut
-                shortcut = Group("shortcut", sc.path, self.seq(sc.children, depth + 2, sc.in_shape))
+                shortcut = Group("shortcut", sc.path, self.contents(sc, depth + 2))
             merged = node.after[0].in_shape if node.after else node.out_shape
             merge = self.item("merge", [], "merge", node.path, (), merged, title=node.merge)
             after = self.seq(node.after, depth + 1, merged)
             residual = Residual(body, shortcut, merge, after, node.in_shape)
             return Group("block", node.path, residual, kind, f": {kind}")
         if isinstance(node, ParallelNode):
-            branches = [self.seq(b.children, depth + 2, b.in_shape) for b in node.branches]
+            branches = [self.contents(b, depth + 2) for b in node.branches]
             merged = node.after[0].in_shape if node.after else node.out_shape
             merge = self.item("merge", [], "merge", node.path, (), merged, title=node.merge)
             after = self.seq(node.after, depth + 1, merged)
             fork = Fork(branches, merge, after, node.in_shape)
             return Group("block", node.path, fork, kind, f": {kind}")
         raise TypeError(type(node))  # pragma: no cover
+
+    def contents(self, seq: SeqNode, depth: int) -> Series | Graph:
+        """A list's parts: a graph where its items read each other by name, else a series."""
+        return self.graph(seq, depth) if seq.graph else self.seq(seq.children, depth, seq.in_shape)
+
+    def graph(self, seq: SeqNode, depth: int) -> Graph:
+        """A graph list: its drawn runs in list order, each reading what its first node names."""
+        g = Graph([], [], [], seq.in_shape)
+        for run, group in drawn_runs(seq.children, self.collapse, chained(seq)):
+            first = group[0]
+            merge = merge_kind(first)
+            part: Part
+            if merge is not None:  # a graph list's merge: a circle, as a block's; a layer of the IR
+                part = self.item("merge", [], "merge", first.path, (first.path,), first.out_shape, merge.name)
+            elif run == "fused":
+                part = self.fused(group)  # type: ignore[arg-type]  # a fused run is layers
+            elif run == "repeat":
+                part = self.repeat(group)
+            else:
+                part = self.node(first, depth)
+            g.parts.append(part)
+            g.reads.append(first.inputs or (g.names[-1] if g.names else INPUT,))
+            g.names.append(group[-1].name)
+        return g
 
 
 def _single_item(series: Series) -> bool:
@@ -272,6 +318,9 @@ def _name(part: Part, prefix: str) -> None:
         _name(part.content, part.path)
     elif isinstance(part, Side):
         _name(part.group, prefix)
+    elif isinstance(part, Graph):
+        for p in part.parts:
+            _name(p, prefix)
     elif isinstance(part, Fork):
         for b in part.branches:
             _name(b, prefix)
@@ -288,14 +337,31 @@ def build_scene(root: SeqNode, name: str, description: str = "", *, depth: int |
     """The scene of a lowered network (`lower(spec)`), cut at `depth`, blocks collapsed if asked."""
     b = _Builder(depth, collapse)
     inp = b.item("io", [shape_text(root.in_shape)], "io", "", (), root.in_shape, title="input")
-    net = b.seq(root.children, 0, root.in_shape)
-    out = b.item("io", [shape_text(root.out_shape)], "io", "", (), root.out_shape, title="output")
-    scene = Scene(name, description, Series([inp, *net.parts, out], root.in_shape), b.items)
+    if root.graph:
+        graph = b.graph(root, 0)
+        if root.outputs:  # several named outputs: an output node each, reading its item
+            shapes = {c.name: c.out_shape for c in root.children}
+            for key, item in root.outputs.items():
+                shape = shapes[item]
+                graph.parts.append(
+                    b.item("io", [shape_text(shape)], "io", "", (), shape, title=f"output {key}")
+                )
+                graph.reads.append((item,))
+                graph.names.append(f"output {key}")  # not a name an item can have (a space)
+            parts: list[Part] = [inp, graph]
+        else:
+            out = b.item("io", [shape_text(root.out_shape)], "io", "", (), root.out_shape, title="output")
+            parts = [inp, graph, out]
+    else:
+        net = b.seq(root.children, 0, root.in_shape)
+        out = b.item("io", [shape_text(root.out_shape)], "io", "", (), root.out_shape, title="output")
+        parts = [inp, *net.parts, out]
+    scene = Scene(name, description, Series(parts, root.in_shape), b.items)
     _name(scene.root, "")
     return scene
 
 
-EdgeStyle = Literal["flow", "skip", "projection", "side"]
+EdgeStyle = Literal["flow", "skip", "projection", "side", "reference"]
 
 
 @dataclass(frozen=True)
@@ -305,7 +371,9 @@ class Connection:
     src: str
     dst: str
     shape: Shape
-    style: EdgeStyle  # skip (identity) / projection: a residual's shortcut; side: into an auxiliary head
+    # skip (identity) / projection: a residual's shortcut; side: into an auxiliary head; reference: a graph
+    # list's item reading an output other than the one just above it
+    style: EdgeStyle
 
 
 Port = tuple[str, Shape, EdgeStyle]  # a node's output, and the style of the edges it starts
@@ -325,6 +393,15 @@ def _wire(part: Part, inputs: list[Port], out: list[Connection]) -> list[Port]:
         return inputs
     if isinstance(part, Group):
         return _wire(part.content, inputs, out)
+    if isinstance(part, Graph):
+        ports: dict[str, list[Port]] = {INPUT: inputs}
+        for k, (p, reads, name) in enumerate(zip(part.parts, part.reads, part.names, strict=True)):
+            feed: list[Port] = []
+            for r in reads:
+                straight = r == (part.names[k - 1] if k else INPUT)
+                feed += [(src, shape, style if straight else "reference") for src, shape, style in ports[r]]
+            ports[name] = _wire(p, feed, out)
+        return ports[part.names[-1]] if part.names else inputs
     if isinstance(part, Fork):
         tails = [port for branch in part.branches for port in _wire(branch, inputs, out)]
         return _wire(part.after, _wire(part.merge, tails, out), out)
@@ -356,6 +433,9 @@ def walk_parts(part: Part) -> Iterator[Part]:
         yield from walk_parts(part.content)
     elif isinstance(part, Side):
         yield from walk_parts(part.group)
+    elif isinstance(part, Graph):
+        for p in part.parts:
+            yield from walk_parts(p)
     elif isinstance(part, Fork):
         for b in part.branches:
             yield from walk_parts(b)

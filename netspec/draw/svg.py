@@ -132,7 +132,7 @@ def to_svg(lay: Layout, description: str = "") -> str:
         )
         out.append("</g>")
     # shortcuts and side edges under the main flow, which they share their first stretch with
-    order = {"side": 0, "skip": 1, "projection": 2, "flow": 3}
+    order = {"side": 0, "skip": 1, "projection": 2, "reference": 3, "flow": 4}
     out.append('<g fill="none" stroke-width="1.3" stroke-linejoin="round">')
     for e in sorted(lay.edges, key=lambda e: order[e.style]):
         stroke, dash = palette.EDGE[e.style]

@@ -10,6 +10,7 @@ from typing import Any
 from ..ir import Node
 from ..layers.call import MISSING
 from .code import lit, same
+from .graph import Step
 
 
 @dataclass(eq=False)
@@ -103,7 +104,7 @@ class BlockClass:
     """A generated block class and the instances it stands for."""
 
     kind: str
-    form: str  # "body" (residual / plain sequence) | "parallel"
+    form: str  # "body" (residual / plain sequence) | "parallel" | "graph" (items that read each other)
     instances: list[Node]
     body: list[tuple[str, T]] = field(default_factory=list)
     shortcut: tuple[str, T] | None = None
@@ -117,6 +118,8 @@ class BlockClass:
     merge_cond: str | None = None  # condition of the merge when some instances have none
     merge_attr: str = "use_residual"
     args_of: dict[str, dict[str, Any]] = field(default_factory=dict)  # instance path -> its arguments
+    steps: list[Step] = field(default_factory=list)  # a graph's items (form "graph"; `body` has its modules)
+    outputs: dict[str, str] | None = None  # a graph's named outputs
 
     def slots(self) -> list[tuple[str, T]]:
         if self.form == "parallel":

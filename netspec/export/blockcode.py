@@ -8,6 +8,7 @@ from typing import Any
 
 from .blockclass import BlockClass, T, TArg, TLeaf, TRef, optional
 from .code import lit
+from .graph import Placer, forward_lines, merge_named
 from .names import SHORTCUT_VAR
 
 
@@ -48,6 +49,11 @@ def class_code(cls: BlockClass, helpers: set[str]) -> dict[str, Any]:
     """What templates/block.py.j2 renders. `helpers` collects what the file needs (`torch.cat`)."""
     everyone = [True] * len(cls.instances)
     init: list[str] = []
+    if cls.form == "graph":  # every instance has every module (the same structure): no optional slots
+        placer = Placer("self")
+        for slot, t in cls.slots():
+            init += placer.place(slot, expr(t, _class_value, _class_cond))
+        return _class_dict(cls, init, forward_lines(cls.steps, cls.outputs))
     if cls.merge_cond is not None:
         init.append(f"self.{cls.merge_attr} = {cls.merge_cond}")
     optional_slots = set()
@@ -60,11 +66,22 @@ def class_code(cls: BlockClass, helpers: set[str]) -> dict[str, Any]:
             init += [f"self.{slot}: {kind} | None = None", f"if {c}:", f"    self.{slot} = {code}"]
         else:
             init.append(f"self.{slot} = {code}")
-    forward = _forward(cls, optional_slots, helpers)
+    return _class_dict(cls, init, _forward(cls, optional_slots, helpers))
+
+
+def _class_dict(cls: BlockClass, init: list[str], forward: list[str]) -> dict[str, Any]:
     signature = ", ".join(
         ["self", *(f"{p.name}: {p.annotation()}" if p.annotation() else p.name for p in cls.params)]
     )
-    return {"name": cls.name, "doc": cls.doc, "signature": signature, "init": init, "forward": forward}
+    returns = "dict[str, Tensor]" if cls.outputs else "Tensor"
+    return {
+        "name": cls.name,
+        "doc": cls.doc,
+        "signature": signature,
+        "init": init,
+        "forward": forward,
+        "returns": returns,
+    }
 
 
 def _forward(cls: BlockClass, optional_slots: set[str], helpers: set[str]) -> list[str]:
@@ -84,11 +101,7 @@ def _forward(cls: BlockClass, optional_slots: set[str], helpers: set[str]) -> li
 
     if cls.form == "parallel":
         calls = [f"self.{name}(x)" for name, _ in cls.branches]
-        if cls.merge() == "concat":
-            helpers.add("torch.cat")
-            forward.append(f"out = torch.cat([{', '.join(calls)}], 1)")
-        else:
-            forward.append(f"out = {' + '.join(calls)}")
+        forward.append(f"out = {merge_named(cls.merge()).source(calls)}")
         current = steps(cls.after, "out")
     else:
         current = steps(cls.body, "x")
@@ -112,14 +125,11 @@ def _merge(cls: BlockClass, optional_slots: set[str], helpers: set[str]) -> list
             lines += [f"{shortcut} = x", f"if self.{sc} is not None:", f"    {shortcut} = self.{sc}(x)"]
         else:
             shortcut = f"self.{sc}(x)"
-    merge = cls.merge()
-    if merge == "add":
-        lines.append(f"out += {shortcut}" if cls.inplace else f"out = out + {shortcut}")
-    elif merge == "concat":
-        helpers.add("torch.cat")
-        lines.append(f"out = torch.cat([{shortcut}, out], 1)")
-    else:
-        lines.append(f"out = out * {shortcut}")
+    merge = merge_named(cls.merge())
+    if cls.inplace and merge.accumulates:  # where the torch backend adds in place (Residual.merges_in_place)
+        lines.append(f"out += {shortcut}")
+    else:  # the shortcut first: DenseNet's torch.cat([x, new features], 1)
+        lines.append(f"out = {merge.source(['out', shortcut] if merge.elementwise else [shortcut, 'out'])}")
     if cls.merge_cond is not None:
         lines = [f"if self.{cls.merge_attr}:", *(f"    {line}" for line in lines)]
     return lines

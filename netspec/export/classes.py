@@ -11,6 +11,7 @@ from ..spec import Spec
 from .blockclass import BlockClass
 from .docstrings import docstring, wrap
 from .errors import ExportError, MismatchError
+from .graph import is_graph
 from .names import camel
 from .params import assign_params
 from .unify import Unifier, becomes_class, make_class
@@ -38,7 +39,7 @@ def build_classes(unifier: Unifier, root: SeqNode, spec: Spec, names: set[str]) 
     for node, _ in walk(root):
         if becomes_class(node):
             kind = str(getattr(node, "block", "") or "block")
-            form = "parallel" if isinstance(node, ParallelNode) else "body"
+            form = "parallel" if isinstance(node, ParallelNode) else "graph" if is_graph(node) else "body"
             where = node.src if node.inline else None  # inline composites: one class per place
             groups.setdefault((heights[node.path], kind, form, where), []).append(node)
     classes: list[BlockClass] = []

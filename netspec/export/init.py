@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..ir import LayerNode, Node, SeqNode, children
+from ..ir import AuxNode, LayerNode, Node, SeqNode, children, walk
 from ..layers import KINDS
 from ..layers.base import IDENTIFIER
 from ..layers.call import InitStep
@@ -22,6 +22,7 @@ from .blockclass import BlockClass
 from .calls import LayerCalls
 from .code import lit
 from .errors import ExportError
+from .graph import is_graph, merge_kind
 from .names import path_expr
 from .unify import becomes_class
 
@@ -57,7 +58,7 @@ def _layers(root: SeqNode, calls: LayerCalls, class_of: dict[str, BlockClass]) -
     tensors: dict[str, frozenset[str]] = {}
 
     def visit(node: Node, owner: Node | None) -> None:
-        if isinstance(node, LayerNode):
+        if isinstance(node, LayerNode) and merge_kind(node) is None:  # a merge is no module
             steps = KINDS[node.kind].init_steps(node.params, node.init, node.zero_init)
             call = calls.raw(node)
             key = repr(call)
@@ -91,8 +92,18 @@ def _rule(layers: list[_Layer]) -> tuple[InitStep, ...]:
     return max(Counter(ly.steps for ly in layers), key=followers)
 
 
+def _sequentials(root: SeqNode) -> frozenset[str]:
+    """The paths of the modules the file builds as nn.Sequential (indexed by their numbered children)."""
+    return frozenset(
+        n.path
+        for n, _ in walk(root)
+        if isinstance(n, SeqNode | AuxNode) and n is not root and not becomes_class(n) and not is_graph(n)
+    )
+
+
 def init_code(root: SeqNode, calls: LayerCalls, class_of: dict[str, BlockClass]) -> InitCode:
     layers = _layers(root, calls, class_of)
+    sequentials = _sequentials(root)
     by_ctor: dict[str, list[_Layer]] = {}
     for layer in layers:
         by_ctor.setdefault(layer.ctor, []).append(layer)
@@ -107,8 +118,8 @@ def init_code(root: SeqNode, calls: LayerCalls, class_of: dict[str, BlockClass])
         covers = {s.tensor for s in expected} <= {s.tensor for s in layer.steps}
         (fills if constant and covers else ordered).append(layer)
     code = InitCode()
-    _loop(code, by_ctor, rules, ordered)
-    _fills(code, fills, class_of)
+    _loop(code, by_ctor, rules, ordered, sequentials)
+    _fills(code, fills, class_of, sequentials)
     return code
 
 
@@ -117,10 +128,11 @@ def _loop(
     by_ctor: dict[str, list[_Layer]],
     rules: dict[str, tuple[InitStep, ...]],
     ordered: list[_Layer],
+    sequentials: frozenset[str],
 ) -> None:
     branches: list[tuple[str, list[str]]] = []
     for layer in ordered:
-        target = path_expr("self", layer.node.path)
+        target = path_expr("self", layer.node.path, sequentials)
         branches.append((f"m is {target}", [step_code(s, "m") for s in layer.steps] or ["pass"]))
     bodies: dict[tuple[str, ...], list[str]] = {}  # the same steps: one branch for several classes
     for ctor, group in by_ctor.items():
@@ -145,7 +157,9 @@ def _loop(
         code.lines += [f"        {line}" for line in body]
 
 
-def _fills(code: InitCode, fills: list[_Layer], class_of: dict[str, BlockClass]) -> None:
+def _fills(
+    code: InitCode, fills: list[_Layer], class_of: dict[str, BlockClass], sequentials: frozenset[str]
+) -> None:
     if not fills:
         return
     groups: dict[tuple[str, str], tuple[BlockClass, list[_Layer]]] = {}
@@ -160,7 +174,8 @@ def _fills(code: InitCode, fills: list[_Layer], class_of: dict[str, BlockClass])
         everywhere = {ly.node.path for ly in group} == {f"{i.path}.{inside}" for i in cls.instances}
         if same_steps and everywhere:
             per_class.setdefault(name, []).extend(
-                step_code(s, path_expr("m", inside)) for s in group[0].steps
+                step_code(s, path_expr("m", inside, sequentials, cls.instances[0].path))
+                for s in group[0].steps
             )
         else:
             explicit += group
@@ -174,4 +189,4 @@ def _fills(code: InitCode, fills: list[_Layer], class_of: dict[str, BlockClass])
             code.lines.append(f"    {'if' if k == 0 else 'elif'} isinstance(m, {name}):")
             code.lines += [f"        {line}" for line in lines]
     for layer in explicit:
-        code.lines += [step_code(s, path_expr("self", layer.node.path)) for s in layer.steps]
+        code.lines += [step_code(s, path_expr("self", layer.node.path, sequentials)) for s in layer.steps]

@@ -21,6 +21,7 @@ RESERVED = frozenset(
         "nn",
         "F",
         "Tensor",
+        "OrderedDict",  # imported by files whose network returns named outputs
         "self",
         "x",
         "out",
@@ -77,9 +78,34 @@ def child(name: str) -> str:
     return attr(name)
 
 
-def path_expr(base: str, path: str) -> str:
-    """Code for the submodule at a dotted path: `self.layer1[0].conv1`."""
+# a component of a dotted module name in a graph list (`fpn.inner_blocks.3.0`), as netspec validates it
+COMPONENT = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+def is_attribute(name: str) -> bool:
+    return bool(IDENTIFIER.fullmatch(name)) and not keyword.iskeyword(name)
+
+
+def component(name: str) -> str:
+    """A module name as a string literal (for add_module and getattr), checked again."""
+    if not COMPONENT.fullmatch(name):
+        raise ExportError(f"{name!r} is not a valid module name")
+    return ascii(name)
+
+
+def member(base: str, name: str) -> str:
+    """Code for the submodule `name` of `base`: an attribute, or getattr where the name is not one."""
+    return f"{base}.{name}" if is_attribute(name) else f"getattr({base}, {component(name)})"
+
+
+def path_expr(base: str, path: str, sequentials: frozenset[str] | None = None, at: str = "") -> str:
+    """Code for the submodule at a dotted path: `self.layer1[0].conv1`. `sequentials`: the paths of the
+    nn.Sequentials (`at` is the path of `base`), whose numbered children are indexed; any other child
+    whose name is not an identifier (a holder's `3`, `block1-0`) is read with getattr."""
     code = base
+    parent = at
     for part in path.split(".") if path else []:
-        code += f"[{part}]" if child(part).isdigit() else f".{part}"
+        indexed = sequentials is None or parent in sequentials
+        code = f"{code}[{part}]" if indexed and child(part).isdigit() else member(code, part)
+        parent = f"{parent}.{part}" if parent else part
     return code

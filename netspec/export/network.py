@@ -13,6 +13,7 @@ from ..layers import KINDS
 from .blockclass import T, TArg, never, pick, targs
 from .blockcode import expr
 from .code import Code, index_expr, lit, loop_variable, name_expr, same
+from .graph import Placer, forward_lines, is_graph, merge_kind, outputs, steps
 from .names import attr, child
 from .unify import Unifier, becomes_class, index_named
 
@@ -167,9 +168,35 @@ class NetworkWriter:
         lines += [f"    {line}" for line in body]
 
     def model_code(self, root: SeqNode) -> dict[str, Any]:
+        if is_graph(root):
+            return self.graph_model_code(root)
         init: list[str] = []
         for c in root.children:
             stmts, code = self.node_code(c, set())
             init += [*stmts, f"self.{attr(c.name)} = {code}"]
-        steps = [{"name": attr(c.name), "aux": isinstance(c, AuxNode)} for c in root.children]
-        return {"init": init, "steps": steps, "aux": any(s["aux"] for s in steps)}
+        calls = [{"name": attr(c.name), "aux": isinstance(c, AuxNode)} for c in root.children]
+        return {
+            "init": init,
+            "steps": calls,
+            "aux": any(s["aux"] for s in calls),
+            "forward": None,
+            "outputs": None,
+        }
+
+    def graph_model_code(self, root: SeqNode) -> dict[str, Any]:
+        """A network whose items read each other by name: modules at their (dotted) names, a forward
+        that names each value, and the named outputs where the spec has them."""
+        placer = Placer("self")
+        init: list[str] = []
+        for c in root.children:
+            if merge_kind(c) is None:
+                stmts, code = self.node_code(c, set())
+                init += [*stmts, *placer.place(c.name, code)]
+        result = outputs(root)
+        return {
+            "init": init,
+            "steps": [],
+            "aux": False,
+            "forward": forward_lines(steps(root), result),
+            "outputs": result,
+        }

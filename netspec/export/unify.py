@@ -4,6 +4,7 @@ instance; instances that cannot share a structure raise MismatchError (the calle
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
@@ -11,6 +12,7 @@ from ..layers.call import MISSING
 from .blockclass import BlockClass, T, TArg, TLeaf, TRef, TSeq
 from .calls import LayerCalls
 from .errors import MismatchError
+from .graph import is_graph, merge_kind, outputs, steps, structure
 from .names import attr, child
 
 
@@ -20,7 +22,10 @@ def index_named(node: SeqNode | AuxNode) -> bool:
 
 def becomes_class(node: Node) -> bool:
     """A block instance that becomes an instance of a generated class. An inline `sequential`, or a
-    block whose children are numbered, stays an nn.Sequential."""
+    block whose children are numbered, stays an nn.Sequential. A graph list inside the network (its
+    items read each other by name) is always a class: its forward names each value."""
+    if is_graph(node):
+        return not (isinstance(node, SeqNode) and node.role == "model")
     if not node.is_block:
         return False
     return not isinstance(node, SeqNode) or not (node.inline or index_named(node))
@@ -200,6 +205,8 @@ def make_class(unifier: Unifier, kind: str, form: str, instances: list[Node]) ->
     cls = BlockClass(kind, form, instances)
     if form == "parallel":
         return _parallel_class(unifier, cls)
+    if form == "graph":
+        return _graph_class(unifier, cls)
     parts: list[tuple[list[Node], SeqNode | None, str, list[Node]]] = []
     for n in instances:
         if isinstance(n, ResidualNode):
@@ -249,4 +256,20 @@ def _parallel_class(unifier: Unifier, cls: BlockClass) -> BlockClass:
         cls.branches.append((attr(name), unifier.unify([n.branches[b] for n in pars], name)))
     afters = [{c.name: c for c in n.after} for n in pars]
     cls.after = unifier.named_slots(afters, merge_names([[c.name for c in n.after] for n in pars]))
+    return cls
+
+
+def _graph_class(unifier: Unifier, cls: BlockClass) -> BlockClass:
+    """Instances of a graph list share a class when they read the same names in the same way; a slot
+    per module, at the item's own (possibly dotted) name."""
+    graphs = [n for n in cls.instances if isinstance(n, SeqNode) and is_graph(n)]
+    if len(graphs) != len(cls.instances) or len({structure(n) for n in graphs}) != 1:
+        raise MismatchError
+    cls.steps = steps(graphs[0])
+    cls.outputs = outputs(graphs[0])
+    cls.merges = ["none"] * len(graphs)
+    for k, item in enumerate(graphs[0].children):
+        if merge_kind(item) is None:
+            column: list[Node | None] = [n.children[k] for n in graphs]
+            cls.body.append((item.name, unifier.unify(column, re.sub(r"\W", "_", item.name))))
     return cls

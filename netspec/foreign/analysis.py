@@ -113,7 +113,55 @@ def analysis_of_trace(model: nn.Module, t: Trace, name: str, input_shape: Shape)
         jump=f.jump,
         rows=rows,
         layers=len(layers),
+        peak_activations=_peak(model, t, input_shape),
     )
+
+
+# torch modules whose eval-mode output is their input or a view of it: no memory of their own
+_ALIASING = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+
+
+def _aliases(model: nn.Module, op: Op) -> bool:
+    """The op's output is (a view of) its input: a view function, an aliasing or in-place module."""
+    if not op.visible:
+        return True
+    module = dict(model.named_modules()).get(op.path)
+    return isinstance(module, _ALIASING) or getattr(module, "inplace", False) is True
+
+
+def _peak(model: nn.Module, t: Trace, input_shape: Shape) -> int:
+    """Peak activation elements of one sample, the input included, as a graph that frees each value
+    after its last reader holds them (memory.py's rule for graph lists; for a chain of modules it is
+    nn.Sequential's too)."""
+    ops = t.ops
+    last: dict[int, int] = {}
+    for i, op in enumerate(ops):
+        for source in op.sources:
+            last[source] = i
+    if t.output_op is not None:
+        last[t.output_op] = len(ops)
+    storage: dict[int, int] = {INPUT: INPUT}  # value -> the op whose output holds its memory
+    size: dict[int, int] = {INPUT: 0}
+    readers: dict[int, set[int]] = {INPUT: {INPUT}}
+    held = numel(tuple(input_shape))
+    live = peak = 0
+    for i, op in enumerate(ops):
+        if op.sources and _aliases(model, op):
+            storage[i] = storage[op.sources[0]]
+        else:
+            storage[i] = i
+            size[i] = numel(_sample(op.out_shape)) if op.out_shape else 0
+            readers[i] = set()
+            live += size[i]
+        readers[storage[i]].add(i)
+        peak = max(peak, live)
+        for value in {*op.sources, i}:
+            if last.get(value, -1) <= i:  # read for the last time (or never): drop the value
+                key = storage[value]
+                readers[key].discard(value)
+                if not readers[key]:
+                    live -= size[key]
+    return held + peak
 
 
 def _not_run(model: nn.Module, t: Trace) -> list[Row]:

@@ -10,12 +10,14 @@ from .channel_attention import EfficientChannelAttention
 from .channel_ops import ChannelShuffle, ChannelSplit
 from .conv import Conv
 from .linear import Linear
+from .merge import MERGES
 from .misc import ChannelPad, Dropout, Flatten, Identity
 from .norm import BatchNorm, LocalResponseNorm
 from .norm_variants import FrozenBatchNorm, GroupNorm, LayerNorm2d
 from .plugins import PluginError, PluginWarning, Registry
 from .pool import AdaptiveAvgPool, AvgPool, MaxPool
 from .resample import ConvTranspose, Upsample
+from .select import Select
 from .spatial_mean import SpatialMean
 
 KINDS: dict[str, LayerKind] = Registry(
@@ -43,6 +45,8 @@ KINDS: dict[str, LayerKind] = Registry(
         ConvTranspose(),
         EfficientChannelAttention(),
         SpatialMean(),
+        *MERGES,
+        Select(),
     ]
 )
 

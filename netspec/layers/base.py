@@ -196,6 +196,9 @@ class Window:
     kernel: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
     is_global: bool = False
+    # an upsampling's factor: output pixels are 1/upscale input pixels apart, so the jump divides by
+    # it (where it divides: jumps stay whole pixels; elsewhere it stays an upper bound)
+    upscale: tuple[int, int] = (1, 1)
 
 
 IDENTITY_WINDOW = Window()
@@ -247,8 +250,9 @@ class LayerKind:
       `init_steps(p, scheme, zero_init)`: the nn.init calls that initialise it, likewise.
     - `expand(p) -> (p, kinds)`: sugar for sibling layers (conv's `norm`/`act`), expanded by lowering.
     - Traits the backends read: `inplace_ok`, `fresh_output`, `overwritable_output`, `zero_init_ok`,
-      `init_default`, `classes_arg`, `matmul` (report --check), `unit_role` (diagram) (see below);
-      `describe(p, x, y)`: a diagram node's label.
+      `init_default`, `classes_arg`, `matmul` (report --check), `unit_role` (diagram), `aliases_input`
+      (peak memory) (see below); `describe(p, x, y)`: a diagram node's label; `scratch(p, x, y)`: the
+      temporaries its forward holds (peak memory). Merges (several inputs) subclass merge.MergeKind.
     - A kind whose module is not torch.nn's gives the class (`module_class()`, importing torch inside)
       and its source (`module_source`, for export): exactly one top-level `class <Name>(nn.Module): ...`
       with no imports, using only the names every exported file has (torch, nn, F, Tensor). The text is
@@ -282,6 +286,9 @@ class LayerKind:
     matmul: ClassVar[bool] = False
     # its place in a conv -> norm -> act unit, which a diagram draws as one node
     unit_role: ClassVar[UnitRole | None] = None
+    # in eval mode its output is its input or a view of it (flatten, identity, dropout): it allocates
+    # nothing and keeps its input's memory alive (peak activation memory, memory.py)
+    aliases_input: ClassVar[bool] = False
 
     def infer(self, p: Any, x: Shape) -> Shape:
         return x
@@ -291,6 +298,11 @@ class LayerKind:
 
     def window(self, p: Any, x: Shape) -> Window:
         return IDENTITY_WINDOW
+
+    def scratch(self, p: Any, x: Shape, y: Shape) -> int:
+        """Elements of the temporaries its eval-mode forward holds beside its output at its fullest
+        (peak activation memory, memory.py): 0 for a module that computes its output in one op."""
+        return 0
 
     def describe(self, p: Any, x: Shape, y: Shape) -> str:
         """A few words for a diagram's node: the kind's name (`global ...` with a global window)."""

@@ -60,6 +60,7 @@ class DropPathParams(LayerParams):
 
 class DropPath(ShippedModuleKind):
     name = "drop_path"
+    aliases_input = True  # the identity in eval mode
     Params = DropPathParams
     prefix = "drop_path"
     shorthand = "p"

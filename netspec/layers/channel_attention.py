@@ -58,5 +58,10 @@ class EfficientChannelAttention(ShippedModuleKind):
     def window(self, p: EcaParams, x: Shape) -> Window:
         return Window(is_global=True)  # the gate of every channel reads the whole map
 
+    def scratch(self, p: EcaParams, x: Shape, y: Shape) -> int:
+        # the mean, the conv's result and the sigmoid gate (C each) live together before the output
+        # exists; then the gate alone stays beside it
+        return max(x[0], 3 * x[0] - numel(y))
+
     def module_call(self, p: EcaParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
         return Call("EfficientChannelAttention", (Arg("kernel_size", eca_kernel(p, x[0]), field="kernel"),))

@@ -23,6 +23,7 @@ class ChannelSplitParams(LayerParams):
 
 class ChannelSplit(ShippedModuleKind):
     name = "channel_split"
+    aliases_input = True  # a view: x.chunk(parts, 1)[index]
     Params = ChannelSplitParams
     prefix = "split"
     shorthand = "index"

@@ -16,6 +16,7 @@ class DropoutParams(LayerParams):
 
 class Dropout(LayerKind):
     name = "dropout"
+    aliases_input = True
     Params = DropoutParams
     prefix = "dropout"
     shorthand = "p"
@@ -27,6 +28,7 @@ class Dropout(LayerKind):
 
 class Flatten(LayerKind):
     name = "flatten"
+    aliases_input = True
     Params = LayerParams
     prefix = "flatten"
     doc = "Flatten (C, H, W) to a vector of C*H*W."
@@ -40,6 +42,7 @@ class Flatten(LayerKind):
 
 class Identity(LayerKind):
     name = "identity"
+    aliases_input = True
     Params = LayerParams
     prefix = "identity"
     doc = "Passes its input through (a placeholder that keeps module indices stable)."

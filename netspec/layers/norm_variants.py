@@ -47,6 +47,9 @@ class LayerNorm2d(ShippedModuleKind):
         need_map(x, self.name)
         return x
 
+    def scratch(self, p: LayerNorm2dParams, x: Shape, y: Shape) -> int:
+        return 2 * y[1] * y[2]  # F.layer_norm's mean and rstd, one each per position
+
     def cost(self, p: LayerNorm2dParams, x: Shape, y: Shape) -> Cost:
         return _norm_cost(x, p.affine)
 
@@ -79,10 +82,18 @@ class GroupNorm(LayerKind):
     zero_init_ok = True
 
     def infer(self, p: GroupNormParams, x: Shape) -> Shape:
-        c, _, _ = need_map(x, self.name)
+        c, h, w = need_map(x, self.name)
         if c % p.groups:
             raise ShapeError(f"groupnorm needs channels divisible by groups: {c} by {p.groups}")
+        if c // p.groups * h * w == 1:  # torch refuses it (F.group_norm's batch-size check) at batch 1
+            raise ShapeError(
+                f"each of the {p.groups} groups of a {c}x{h}x{w} map holds a single value:"
+                " nothing to normalise"
+            )
         return x
+
+    def scratch(self, p: GroupNormParams, x: Shape, y: Shape) -> int:
+        return 2 * p.groups  # native_group_norm's mean and rstd, one each per group
 
     def cost(self, p: GroupNormParams, x: Shape, y: Shape) -> Cost:
         return _norm_cost(x, p.affine)
@@ -134,6 +145,9 @@ class FrozenBatchNorm(ShippedModuleKind):
 
     def cost(self, p: FrozenBatchNormParams, x: Shape, y: Shape) -> Cost:
         return Cost(flops=2 * numel(x))  # x * scale + bias: fvcore counts neither mul nor add
+
+    def scratch(self, p: FrozenBatchNormParams, x: Shape, y: Shape) -> int:
+        return numel(y) + 2 * y[0]  # `x * scale + bias`: the product, beside per-channel scale and bias
 
     def module_call(self, p: FrozenBatchNormParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
         return Call(

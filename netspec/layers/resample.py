@@ -2,8 +2,8 @@
 
 Their receptive-field window is in input pixels: an output pixel of a nearest upsample reads one input
 pixel, a bilinear one two per axis, a transposed convolution's at most ceil(extent / stride). Neighbouring
-output pixels are 1/scale input pixels apart; the analysis keeps jumps as whole pixels, so these kinds
-give a stride of 1, an upper bound on their true jump.
+output pixels are 1/scale input pixels apart: an upsample's window says its whole factor (`upscale`), by
+which the analysis divides the jump where it divides (FPN: 32 -> 16); the stride stays 1.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ class Upsample(LayerKind):
 
     def window(self, p: UpsampleParams, x: Shape) -> Window:
         taps = 1 if p.mode == "nearest" else 2
-        return Window((taps, taps), (1, 1))
+        y = self.infer(p, x)
+        up = (y[1] // x[1] if y[1] % x[1] == 0 else 1, y[2] // x[2] if y[2] % x[2] == 0 else 1)
+        return Window((taps, taps), (1, 1), upscale=up)
 
     def describe(self, p: UpsampleParams, x: Shape, y: Shape) -> str:
         if p.scale is not None:

@@ -16,14 +16,18 @@ from typing import Any, Literal, cast
 from pydantic import ValidationError
 
 from ..errors import did_you_mean
-from ..ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
+from ..ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
 from ..layers import KINDS
-from ..layers.base import Shape, numel
+from ..layers.base import Shape
+from ..layers.composites import TABLE
+from ..layers.merge import MergeKind
 from ..spec import BlockDef, Spec
 from .context import BadValueError, Lowering
 from .cursor import Cursor, Lowered, NameClashError, NameStyle, Src
+from .graph import finish_list
 from .inplace import can_follow_merge
-from .shapes import fmt, merge_hint, merged_shape
+from .primitive import layer_params
+from .shapes import fmt, merge_hint, merge_kind, merged_shape
 from .shortcut import lower_shortcut
 
 _TYPE_NAMES: dict[str, type | tuple[type, ...]] = {
@@ -114,7 +118,7 @@ def _body(ctx: Lowering, use: BlockUse, inside: Cursor, src: Src) -> Lowered:
         after, z = _after(ctx, use, inside, y)
         nodes = [*body, *after]
         node = SeqNode(inside.name, inside.parent, x, z or y, src, inside.section, nodes, "block", use.kind)
-        return [_recorded(node, use)], z
+        return [_recorded(finish_list(ctx, node), use)], z
     return _residual(ctx, use, inside, src, body, shortcut, merge, y)
 
 
@@ -135,10 +139,13 @@ def _residual(
     if isinstance(out, str):
         ctx.problem(f"{inside.parent} ({use.kind}): {out}", src, merge_hint(merge), shape=True)
         return [], None
-    if merge == "add" and ctx.spec.init.zero_gamma:
+    kind = merge_kind(merge)
+    if kind.zero_branch_is_identity and ctx.spec.init.zero_gamma:
         _mark_zero_gamma(body)
     after, z = _after(ctx, use, inside, out)
-    flops = numel(out) if merge in ("add", "mul") else 0
+    if any(n.inputs or "." in n.name for n in [*body, *after]):
+        return _graph_residual(ctx, use, inside, src, body, shortcut, kind, after, out)
+    flops = kind.merge_cost([x, y], out).flops
     node = ResidualNode(
         inside.name,
         inside.parent,
@@ -154,6 +161,55 @@ def _residual(
         merge_flops=flops,
     )
     return [_recorded(node, use)], z
+
+
+def _graph_residual(
+    ctx: Lowering,
+    use: BlockUse,
+    inside: Cursor,
+    src: Src,
+    body: list[Node],
+    shortcut: SeqNode | None,
+    kind: MergeKind,
+    after: list[Node],
+    out: Shape,
+) -> Lowered:
+    """A residual block whose body or `after` reads named outputs: a graph list whose merge is an
+    explicit merge node reading the shortcut (or the input) and the body's output (concat: shortcut
+    first, as DenseNet's [x, new features])."""
+    x = inside.shape
+    assert x is not None and body
+    last = body[-1]
+    kids: list[Node] = list(body)
+    short, short_shape = INPUT, x
+    if shortcut is not None:
+        shortcut.inputs = (INPUT,)
+        kids.append(shortcut)
+        short, short_shape = shortcut.name, shortcut.out_shape
+    pairs = [(short, short_shape), (last.name, last.out_shape)]
+    if kind.elementwise:
+        pairs.reverse()  # body + shortcut, as the Residual module computes it
+    name = inside.names.assign(kind.prefix, None)
+    shapes = [shape for _, shape in pairs]
+    merge = LayerNode(
+        name,
+        inside.path(name),
+        shapes[0],
+        out,
+        src,
+        inside.section,
+        kind=kind.name,
+        params=layer_params(ctx, kind.name, {}, src),
+        cost=kind.merge_cost(shapes, out),
+        inputs=tuple(n for n, _ in pairs),
+        in_shapes=tuple(shapes),
+    )
+    if after and not after[0].inputs:
+        after[0].inputs = (name,)
+    z = after[-1].out_shape if after else out
+    kids += [merge, *after]
+    node = SeqNode(inside.name, inside.parent, x, z, src, inside.section, kids, "block", use.kind)
+    return [_recorded(finish_list(ctx, node), use)], z
 
 
 def _after(ctx: Lowering, use: BlockUse, inside: Cursor, shape: Shape) -> Lowered:
@@ -185,7 +241,8 @@ def _parallel(ctx: Lowering, use: BlockUse, inside: Cursor, src: Src) -> Lowered
         nodes, y = ctx.lower_sequence(ctx, items, inside.child(bname).located(bsrc))
         if y is None:
             return [], None
-        branches.append(SeqNode(bname, inside.path(bname), x, y, bsrc, inside.section, nodes, "branch"))
+        branch = SeqNode(bname, inside.path(bname), x, y, bsrc, inside.section, nodes, "branch")
+        branches.append(finish_list(ctx, branch))
     shapes = [b.out_shape for b in branches]
     out: Shape | str = shapes[0] if shapes else "a parallel block needs at least one branch"
     for s in shapes[1:]:
@@ -197,8 +254,8 @@ def _parallel(ctx: Lowering, use: BlockUse, inside: Cursor, src: Src) -> Lowered
         ctx.problem(f"{inside.parent} ({use.kind}): {out} (branch outputs: {listed})", src, shape=True)
         return [], None
     after, z = _after(ctx, use, inside, out)
-    flops = numel(out) * (len(shapes) - 1) if block.merge == "add" else 0
-    merge: Literal["add", "concat"] = "add" if block.merge == "add" else "concat"  # BlockDef: no other
+    flops = merge_kind(block.merge).merge_cost(shapes, out).flops
+    merge = cast(Literal["add", "concat"], block.merge)  # BlockDef allows parallel merges only
     node = ParallelNode(
         inside.name,
         inside.parent,
@@ -292,7 +349,7 @@ def lower_composite(ctx: Lowering, kind: str, params: dict[str, Any], cur: Curso
         ctx.problem("`parallel` needs `branches`", cur.src)
         return [], None
     if kind == "residual" and block.merge == "none":
-        block = block.model_copy(update={"merge": "add"})
+        block = block.model_copy(update={"merge": _default_merge(kind)})
     use = BlockUse(
         block, kind, {}, cur.src, name, outer=cur.scope,
         prefix="block" if sequential else kind,
@@ -300,6 +357,10 @@ def lower_composite(ctx: Lowering, kind: str, params: dict[str, Any], cur: Curso
         body_key="layers" if sequential else "body",
     )  # fmt: skip
     return expand_block(ctx, use, cur)
+
+
+def _default_merge(composite: str) -> str:
+    return next(c for c in TABLE if c.name == composite).merges[0]
 
 
 def _extent(value: Any) -> int:
@@ -314,6 +375,9 @@ def _aux(ctx: Lowering, params: dict[str, Any], name: str | None, cur: Cursor) -
     x, src = cur.shape, cur.src
     if set(params) - {"layers"} or "layers" not in params:
         ctx.problem("`aux` takes `layers` (and an optional `name`)", src)
+        return [], x
+    if cur.names.graph:
+        ctx.problem("an `aux` head cannot sit in a list that uses references (`from:`)", src)
         return [], x
     if cur.parent or ctx.spec.features:
         ctx.problem("an `aux` head must sit at the model's top level (not inside `features` or a block)", src)

@@ -47,6 +47,7 @@ class Lowering:
         # what primitive.py worked out for a layer's parameters and input shape, reused by every layer of
         # this run that repeats them (ResNet's repeated blocks, DenseNet's layers)
         self.memo: dict[tuple[Any, ...], Any] = {}
+        self.wrapped: dict[str, str] = {}  # names inside the `features:`/`trunk:` wrapper -> its name
         size = input_size or pair(spec.input.size)
         self.input_shape: Shape = (spec.input.channels, size[0], size[1])
         self.globals = self._globals(size)

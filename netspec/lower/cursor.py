@@ -23,20 +23,44 @@ class NameClashError(Exception):
     """A module name is used twice in one parent (the message is the name)."""
 
 
+@dataclass(frozen=True)
+class Ref:
+    """What a name in a graph list reads: the output of child `node` (or INPUT), its shape, where the
+    item that made it is written."""
+
+    node: str
+    shape: Shape
+    src: Src
+
+
 @dataclass
 class Namespace:
     """Names children of one module: by index (nn.Sequential) or by kind counter (conv1, bn1, ...).
 
-    The one mutable part of a cursor: siblings share their parent's namespace."""
+    The one mutable part of a cursor: siblings share their parent's namespace. It is also the scope of
+    the list's references (graph.py): the names its earlier items made visible, and every name an item
+    of the list declares (for "defined later" messages)."""
 
     style: NameStyle
     names: set[str] = field(default_factory=set)
     counters: dict[str, int] = field(default_factory=dict)
     count: int = 0
+    graph: bool = False  # the list uses references (`from:`, `outputs:`): dotted names are allowed
+    refs: dict[str, Ref] = field(default_factory=dict)
+    declared: dict[str, Src] = field(default_factory=dict)
+    pending: str | None = None  # a dotted name, for the next module this namespace names
+    holders: set[str] = field(default_factory=set)  # the holder modules dotted names create
+    failed: set[str] = field(default_factory=set)  # names of items whose problems are reported
+    skipped: set[str] = field(default_factory=set)  # names of items left out by their `when:`
 
     def assign(self, prefix: str, explicit: str | None) -> str:
+        if explicit is None and self.pending is not None:
+            explicit, self.pending = self.pending, None
         if explicit is not None:
             name = explicit
+            if name in self.holders or any(h in self.names for h in holder_paths(name)):
+                raise NameClashError(name)
+            self.holders.update(holder_paths(name))
         elif self.style == "numbered":
             name = str(self.count)
         else:
@@ -54,6 +78,12 @@ class Namespace:
         return name
 
 
+def holder_paths(name: str) -> list[str]:
+    """The holder modules a dotted name sits under: `fpn.inner_blocks.0.0` -> fpn, fpn.inner_blocks, ..."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def join(parent: str, name: str) -> str:
     return f"{parent}.{name}" if parent else name
 
@@ -66,32 +96,35 @@ class Cursor:
     section: str  # "stem", a stage name, or "head"
     parent: str = ""  # module path of the module being filled ("" is the model)
     names: Namespace = field(default_factory=lambda: Namespace("named"))
+    own: str = ""  # the name of the module being filled in its parent (dotted in a graph list)
 
     # (the moves construct through _cursor: dataclasses.replace would be most of lowering's time)
     def at(self, *keys: str | int) -> Cursor:
         """The cursor at a part of the current spec item."""
-        return _cursor(self.shape, self.scope, (*self.src, *keys), self.section, self.parent, self.names)
+        return _cursor(
+            self.shape, self.scope, (*self.src, *keys), self.section, self.parent, self.names, self.own
+        )
 
     def at_item(self, index: int, shape: Shape | None) -> Cursor:
         """The cursor at item `index` of the current list, fed `shape`."""
-        return _cursor(shape, self.scope, (*self.src, index), self.section, self.parent, self.names)
+        return _cursor(shape, self.scope, (*self.src, index), self.section, self.parent, self.names, self.own)
 
     def located(self, src: Src) -> Cursor:
-        return _cursor(self.shape, self.scope, src, self.section, self.parent, self.names)
+        return _cursor(self.shape, self.scope, src, self.section, self.parent, self.names, self.own)
 
     def with_shape(self, shape: Shape | None) -> Cursor:
-        return _cursor(shape, self.scope, self.src, self.section, self.parent, self.names)
+        return _cursor(shape, self.scope, self.src, self.section, self.parent, self.names, self.own)
 
     def with_scope(self, scope: Mapping[str, Any]) -> Cursor:
-        return _cursor(self.shape, scope, self.src, self.section, self.parent, self.names)
+        return _cursor(self.shape, scope, self.src, self.section, self.parent, self.names, self.own)
 
     def in_section(self, section: str) -> Cursor:
-        return _cursor(self.shape, self.scope, self.src, section, self.parent, self.names)
+        return _cursor(self.shape, self.scope, self.src, section, self.parent, self.names, self.own)
 
     def child(self, name: str, style: NameStyle = "numbered") -> Cursor:
         """The cursor inside a new submodule `name` of the module being filled."""
         return _cursor(
-            self.shape, self.scope, self.src, self.section, join(self.parent, name), Namespace(style)
+            self.shape, self.scope, self.src, self.section, join(self.parent, name), Namespace(style), name
         )
 
     def path(self, name: str) -> str:
@@ -100,8 +133,8 @@ class Cursor:
 
     @property
     def name(self) -> str:
-        """The name of the module being filled (the last part of its path)."""
-        return self.parent.rpartition(".")[2]
+        """The name of the module being filled, in its parent."""
+        return self.own
 
     @property
     def where(self) -> str:
@@ -112,15 +145,21 @@ class Cursor:
 # The moves make several cursors per layer. A frozen dataclass's __init__ sets each field through
 # object.__setattr__ (a lookup by name each time); the slots' own setters cost a third less.
 _new_object = object.__new__
-_set_shape, _set_scope, _set_src, _set_section, _set_parent, _set_names = (
-    Cursor.__dict__[f].__set__ for f in ("shape", "scope", "src", "section", "parent", "names")
+_set_shape, _set_scope, _set_src, _set_section, _set_parent, _set_names, _set_own = (
+    Cursor.__dict__[f].__set__ for f in ("shape", "scope", "src", "section", "parent", "names", "own")
 )
 
 
 def _cursor(
-    shape: Shape | None, scope: Mapping[str, Any], src: Src, section: str, parent: str, names: Namespace
+    shape: Shape | None,
+    scope: Mapping[str, Any],
+    src: Src,
+    section: str,
+    parent: str,
+    names: Namespace,
+    own: str,
 ) -> Cursor:
-    """Cursor(shape, scope, src, section, parent, names), made faster."""
+    """Cursor(shape, scope, src, section, parent, names, own), made faster."""
     cur = _new_object(Cursor)
     _set_shape(cur, shape)
     _set_scope(cur, scope)
@@ -128,4 +167,5 @@ def _cursor(
     _set_section(cur, section)
     _set_parent(cur, parent)
     _set_names(cur, names)
+    _set_own(cur, own)
     return cur

@@ -11,7 +11,9 @@ from pydantic import ValidationError
 
 from ..ir import LayerNode, Node
 from ..layers import KINDS, ShapeError
+from ..layers.base import Shape
 from ..layers.init_schemes import DEFAULT_INIT, InitScheme
+from ..layers.merge import MergeKind
 from .context import Lowering
 from .cursor import Cursor, Lowered, NameClashError, Src
 from .shapes import fmt
@@ -138,6 +140,43 @@ def layer_node(ctx: Lowering, kind: str, p: Any, cur: Cursor, bound: dict[str, s
         cost=cost,
         window=window,
         init=init,
+        bindings=bound,
+    )
+
+
+def merge_node(
+    ctx: Lowering,
+    kind: MergeKind,
+    p: Any,
+    cur: Cursor,
+    shapes: list[Shape],
+    bound: dict[str, str],
+    listed: str,
+) -> LayerNode | None:
+    """A merge of outputs of `shapes` (`listed` says which, for the message): named, shaped, costed."""
+    try:
+        name = cur.names.assign(kind.prefix, p.name)
+    except NameClashError as clash:
+        ctx.problem(f"module name '{clash}' is used twice in '{cur.where}'", cur.src)
+        return None
+    path = cur.path(name)
+    try:
+        y = kind.infer_merge(shapes)
+    except ShapeError as exc:
+        ctx.problem(f"{path} ({kind.name}): {exc} (inputs: {listed})", cur.src, shape=True)
+        return None
+    ctx.budget.add_layer(0, path, cur.src)
+    return LayerNode(
+        name,
+        path,
+        shapes[0],
+        y,
+        cur.src,
+        cur.section,
+        kind=kind.name,
+        params=p,
+        cost=kind.merge_cost(shapes, y),
+        in_shapes=tuple(shapes),
         bindings=bound,
     )
 

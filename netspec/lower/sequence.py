@@ -14,6 +14,7 @@ from ..layers.composites import COMPOSITES
 from .blocks import BlockUse, expand_block, lower_composite
 from .context import BadValueError, Lowering
 from .cursor import Cursor, Lowered, Src
+from .graph import declare, lower_linked
 from .inplace import can_run_inplace
 from .primitive import bindings, lower_layer
 
@@ -51,13 +52,15 @@ def lower_sequence(ctx: Lowering, items: Any, cur: Cursor) -> Lowered:
     if not isinstance(items, list):
         ctx.problem("expected a list of layers", cur.src)
         return [], None
+    declare(cur.names, items, cur.src, cur.shape)
     nodes: list[Node] = []
     x = cur.shape
     for i, item in enumerate(items):
-        new, x = lower_item(ctx, item, cur.at_item(i, x))
+        new, x = lower_linked(ctx, item, cur.at_item(i, x), lower_item)
         for node in new:
             prev = nodes[-1] if nodes else None
-            if isinstance(node, LayerNode) and can_run_inplace(node, prev):
+            # (an input read by name may be read again: finish_list also checks the previous output)
+            if isinstance(node, LayerNode) and not node.inputs and can_run_inplace(node, prev):
                 node.inplace = True
             nodes.append(node)
     return nodes, x

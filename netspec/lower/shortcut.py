@@ -23,7 +23,8 @@ from ..layers.pool import AvgPool
 from ..spec import BlockDef, Merge
 from .context import BadValueError, Lowering
 from .cursor import Cursor
-from .shapes import broadcasts, fmt
+from .graph import finish_list
+from .shapes import broadcasts, fmt, merge_kind
 
 
 class Mode(StrEnum):
@@ -61,7 +62,8 @@ def plan_shortcut(mode: str, merge: str, x: Shape, y: Shape) -> ShortcutPlan:
     """The shortcut a block of this mode and merge needs, from its input shape `x` to the body's `y`."""
     if mode == Mode.NONE:
         return ShortcutPlan(Build.NONE)
-    fits = x == y or (merge == "mul" and broadcasts(x, y)) or (merge == "concat" and x[1:] == y[1:])
+    kind = merge_kind(merge)
+    fits = x == y or (kind.broadcasts and broadcasts(x, y)) or (not kind.elementwise and x[1:] == y[1:])
     if fits:
         return ShortcutPlan(Build.IDENTITY)
     if mode == Mode.IDENTITY:
@@ -77,7 +79,7 @@ def plan_shortcut(mode: str, merge: str, x: Shape, y: Shape) -> ShortcutPlan:
     if -(-x[2] // y[2]) != stride or y[1] > x[1]:
         return _refuse(f"the body changes {fmt(x)} to {fmt(y)}: no strided shortcut can follow")
     z = (y[0], -(-x[1] // stride), -(-x[2] // stride))  # what every strided shortcut below gives
-    if merge in ("add", "mul") and z != y:
+    if kind.elementwise and z != y:
         return _refuse(f"{mode} shortcut gives {fmt(z)} but the body gives {fmt(y)}")
     if mode == Mode.ZERO_PAD:
         if y[0] < x[0]:
@@ -121,7 +123,11 @@ def lower_shortcut(
     assert x is not None  # the body was lowered from it
     src = (*inside.src, "shortcut")
     if isinstance(mode, list):  # an explicit list of layers
-        return block.merge, _module(ctx, inside, block, mode, "the shortcut layers are invalid")
+        node = _module(ctx, inside, block, mode, "the shortcut layers are invalid")
+        if not node.children:  # every layer left out by its `when:`: the identity, as a mode's would be
+            inside.names.names.discard(node.name)
+            return block.merge, None
+        return block.merge, node
     plan = plan_shortcut(mode, block.merge, x, y)
     if plan.build == Build.ERROR:
         raise BadValueError(plan.reason, src, plan.hint)
@@ -130,7 +136,7 @@ def lower_shortcut(
     if plan.build == Build.IDENTITY:
         return block.merge, None
     node = _module(ctx, inside, block, shortcut_layers(plan), f"{mode} shortcut failed for input {fmt(x)}")
-    if block.merge in ("add", "mul") and node.out_shape != y:  # the spec's defaults changed a layer
+    if merge_kind(block.merge).elementwise and node.out_shape != y:  # the spec's defaults changed a layer
         raise BadValueError(f"{mode} shortcut gives {fmt(node.out_shape)} but the body gives {fmt(y)}", src)
     return block.merge, node
 
@@ -144,4 +150,5 @@ def _module(ctx: Lowering, inside: Cursor, block: BlockDef, items: list[Any], fa
     if z is None:
         raise BadValueError(failed, src)
     assert inside.shape is not None
-    return SeqNode(name, inside.path(name), inside.shape, z, src, inside.section, nodes, "shortcut")
+    node = SeqNode(name, inside.path(name), inside.shape, z, src, inside.section, nodes, "shortcut")
+    return finish_list(ctx, node)

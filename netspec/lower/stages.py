@@ -15,12 +15,13 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from ..errors import did_you_mean
-from ..ir import Node, SeqNode
+from ..ir import INPUT, Node, SeqNode
 from ..layers.base import check_child_name, check_module_name
 from ..spec import BlockDef, Spec, StageSpec
 from .blocks import BlockUse, expand_block
 from .context import BadValueError, Lowering
-from .cursor import Cursor, Lowered, NameClashError, Namespace
+from .cursor import Cursor, Lowered, NameClashError, Namespace, Ref
+from .graph import ItemLowerer, declare, finish_list, lower_linked, model_outputs
 from .sequence import lower_item, lower_sequence
 from .shapes import fmt
 
@@ -76,6 +77,13 @@ def lower_model(ctx: Lowering) -> SeqNode:
         top.names.assign("features", spec.features)
         trunk = SeqNode(spec.features, spec.features, x, x, (), "stem", role="features")
         cur = top.child(spec.features)
+    trunk_ns = cur.names
+    # stem, stages and head are one list of the model's children (unless a wrapper takes the first two)
+    top.names.graph = spec.outputs is not None
+    declare(cur.names, spec.stem, ("stem",), x)
+    if not spec.trunk:
+        declare(cur.names, spec.stages, ("stages",), None)
+    declare(top.names, spec.head, ("head",), x)
     nodes, y = lower_sequence(ctx, spec.stem, cur.at("stem"))
     trunk.children += nodes
     outer, stages = trunk, trunk  # the stages go into `trunk:` when it is set
@@ -87,13 +95,14 @@ def lower_model(ctx: Lowering) -> SeqNode:
         shape = y or ()
         stages = SeqNode(spec.trunk, cur.path(spec.trunk), shape, shape, (), "stem", role="sequential")
         cur = cur.child(spec.trunk)
+        declare(cur.names, spec.stages, ("stages",), shape)
     number = 0  # of the stage, counting those a `foreach` generates
     blocks = NetworkBlocks.of(ctx, cur)
     for i, item in enumerate(spec.stages):
         at = cur.located(("stages", i))
         if not (isinstance(item, Mapping) and FOREACH in item):
             number += 1
-            nodes, y = lower_stage(ctx, item, at.with_shape(y), number, blocks)
+            nodes, y = lower_linked(ctx, item, at.with_shape(y), _stage_lowerer(number, blocks))
             stages.children += nodes
             continue
         stage = {k: v for k, v in item.items() if k != FOREACH}
@@ -101,17 +110,21 @@ def lower_model(ctx: Lowering) -> SeqNode:
             number += 1
             n_problems = len(ctx.problems)
             scoped = at.with_scope(_inner(bound, at.scope)).with_shape(y)
-            nodes, y = lower_stage(ctx, stage, scoped, number, blocks)
+            nodes, y = lower_linked(ctx, stage, scoped, _stage_lowerer(number, blocks))
             stages.children += nodes
             if len(ctx.problems) > n_problems:
                 _name_iteration(ctx, n_problems, bound)
                 break  # the same mistake would repeat in every generated stage
     if stages is not outer:
         stages.out_shape = y or stages.in_shape
-        outer.children.append(stages)
+        outer.children.append(finish_list(ctx, stages))
+        ctx.wrapped.update(dict.fromkeys(cur.names.refs.keys() - {INPUT}, spec.trunk or ""))
+        trunk_ns.refs.setdefault(stages.name, Ref(stages.name, stages.out_shape, ()))
     if trunk is not root:
         trunk.out_shape = y or trunk.in_shape
-        root.children.append(trunk)
+        root.children.append(finish_list(ctx, trunk))
+        ctx.wrapped.update(dict.fromkeys(trunk_ns.refs.keys() - {INPUT}, spec.features or ""))
+        top.names.refs.setdefault(trunk.name, Ref(trunk.name, trunk.out_shape, ()))
     nodes, y = lower_sequence(ctx, spec.head, top.at("head").in_section("head").with_shape(y))
     root.children += nodes
     if y is not None:
@@ -123,8 +136,18 @@ def lower_model(ctx: Lowering) -> SeqNode:
                 hint="end the head with `flatten` and `linear: {out: ${classes}}`",
                 shape=True,
             )
+    if spec.outputs is not None:
+        root.outputs = model_outputs(ctx, top.names, spec.outputs)
+    finish_list(ctx, root)
     ctx.raise_problems()
     return root
+
+
+def _stage_lowerer(number: int, blocks: NetworkBlocks) -> ItemLowerer:
+    def lower(ctx: Lowering, item: Any, cur: Cursor) -> Lowered:
+        return lower_stage(ctx, item, cur, number, blocks)
+
+    return lower
 
 
 def lower_stage(

@@ -16,7 +16,17 @@ import yaml
 
 from .._version import __version__
 from ..analysis import Analysis, Row
-from ..report import COLUMNS, ScalePoint, human, human_bytes, row_cells, shape_text, total_cells, visible_rows
+from ..report import (
+    COLUMNS,
+    ScalePoint,
+    human,
+    human_bytes,
+    row_cells,
+    row_names,
+    shape_text,
+    total_cells,
+    visible_rows,
+)
 from ..run_record import RunRecord
 from .chart import Series, line_chart
 
@@ -72,6 +82,7 @@ def _header(a: Analysis, description: str) -> list[str]:
         ("MACs", human(a.macs)),
         ("FLOPs", human(a.flops)),
         ("activation memory", human_bytes(a.activation_bytes)),
+        ("peak activation memory", human_bytes(a.peak_activation_bytes)),
         ("parameter memory", human_bytes(a.param_bytes)),
         ("receptive field", rf),
         ("layers", str(a.layers)),
@@ -100,8 +111,8 @@ def _diagram(svg: str) -> list[str]:
     ]
 
 
-def _cells(r: Row) -> str:
-    cells = row_cells(r)
+def _cells(r: Row, name: str) -> str:
+    cells = row_cells(r, name)
     name = f'<span class="name" style="--depth: {r.depth}" title="{_t(r.path)}">{_t(cells[0])}</span>'
     return name + "".join(f"<span>{_t(c)}</span>" for c in cells[1:])
 
@@ -112,6 +123,7 @@ def _layers(a: Analysis, depth: int | None) -> list[str]:
     out = ['<section id="layers">', "<h2>Layers</h2>", '<div class="layers" role="table">']
     out.append('<div class="row head" role="row">' + "".join(f"<span>{c}</span>" for c in COLUMNS) + "</div>")
     open_depths: list[int] = []  # depths of the <details> still open around the next row
+    names = row_names(rows)
     for i, r in enumerate(rows):
         while open_depths and open_depths[-1] >= r.depth:
             out.append("</details>")
@@ -121,11 +133,11 @@ def _layers(a: Analysis, depth: int | None) -> list[str]:
         if has_children:
             is_open = " open" if r.depth == 0 else ""
             out.append(f'<details class="group"{is_open}><summary class="row" role="row" {attrs}>')
-            out.append(_cells(r) + "</summary>")
+            out.append(_cells(r, names[i]) + "</summary>")
             open_depths.append(r.depth)
         else:
             kind = "layer" if r.is_layer else "container"
-            out.append(f'<div class="row {kind}" role="row" {attrs}>{_cells(r)}</div>')
+            out.append(f'<div class="row {kind}" role="row" {attrs}>{_cells(r, names[i])}</div>')
     out += ["</details>"] * len(open_depths)
     totals = total_cells(a)
     out.append(

@@ -112,6 +112,16 @@ def _subject(
         return subject, resolved
     spec, model = _resolve_spec(model_or_spec, overrides)
     resolved = _resolve_recipe(recipe, spec)
+    if spec is not None and spec.outputs is not None:  # a dict of feature maps: no labels to fit
+        where = ("outputs",)
+        raise SpecError(
+            Problem(
+                "training fits a classifier, and this spec ends in `outputs:` (a dict of feature maps)",
+                where,
+                locate(spec.raw, where),
+                "train a spec with `classes:`; a backbone's weights load from its classifier's checkpoint",
+            )
+        )
     if spec is not None:
         return _Subject(spec.name, spec, None, _input_shape(spec), spec.classes, spec.raw), resolved
     assert model is not None

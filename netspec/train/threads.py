@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the recipe imports MAX_THREADS: no torch import for that
     import torch
 
-# Per-step forward MACs that make one more intra-op thread pay for itself: 1 GMAC is ~60 ms of one
-# thread's training work on the 2-core machine, against a few ms of wake-ups and barriers over a
-# step's ~250 parallel ops. LeNet-5 (0.4 MMACs a sample) stays on one thread up to batch 2,400, and
-# resnet20_cifar at batch 32 (1.3 G) too. Busy cores weigh far more: beside other processes, a second
-# thread made every model measured 3-20x slower (README, Speed), so the free cores cap it first.
+# Per-step forward MACs for each intra-op thread. On 2 free cores a second thread made every model
+# measured 1.5-1.8x faster, LeNet-5 included; beside busy processes it made them 1.6-14x slower, worst
+# for the smallest work (README, Speed). The free cores are read once, when the run starts, so small
+# steps stay on one thread, where a neighbour that starts later costs little: LeNet-5 (0.4 MMACs a
+# sample) up to batch 2,400, resnet20_cifar at batch 32 (1.3 G); batch 128 (5.2 G) takes the free cores.
 MACS_PER_THREAD = 10**9
 CUDA_THREADS = 4  # host-side work only: the GPU runs the model
 MAX_THREADS = 1024  # the recipe's bound: more is a typo, not a machine
