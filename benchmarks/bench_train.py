@@ -16,8 +16,14 @@ compares runs made seconds apart.
   same spec and seed, the same data already in memory (digits, or synthetic images), batch size,
   SGD settings and epochs, evaluating the validation split after each epoch. Both run on one thread
   (`--threads`); the recipe is reduced to what the hand loop does (constant lr, no label smoothing,
-  mixup, EMA, clipping, augmentation or plots). Whole-run wall time, and the training steps alone
-  (the runner's own per-epoch images/s against the hand loop's), with both sides' final accuracy.
+  mixup, EMA, clipping, augmentation or plots). Whole-run wall time, whole-run CPU time (the process's,
+  every thread: the runner's background writes count; a busy machine inflates it far less than wall
+  time, as a descheduled process uses none), and the training steps alone (the runner's own per-epoch
+  images/s against the hand loop's), with both sides' final accuracy.
+- `phases`: where a whole run's wall time goes, milliseconds per phase, medians over the rounds: the
+  runner's set-up (from the call to the first epoch), training steps, evaluation, checkpoint (on the
+  training thread: the state's snapshot, handed to the writer thread) and end (the last write waited
+  for, the end event), against the hand loop's build, steps and evaluation. LeNet-5/digits.
 - `contention`: a busy-loop process beside the runner; the runner's default threads against 1 thread
   and all cores (the target: the default within 1.3x of the better of the two).
 - `threads`: one training step (forward, backward, SGD) per model at 1 thread and at all cores,
@@ -85,6 +91,7 @@ class Run:
     top1: float
     train_loss: float
     threads: str = ""  # the runner's: as its recipe.yaml records them
+    cpu_seconds: float = 0.0  # the whole run, CPU time of the process (all its threads)
 
 
 # ---------------------------------------------------------------- measuring on a noisy machine
@@ -147,12 +154,16 @@ def tensors(dataset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tens
     return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
 
 
-def hand_loop(spec: netspec.Spec, train_xy, val_xy, threads: int) -> Run:
+def hand_loop(
+    spec: netspec.Spec, train_xy, val_xy, threads: int, phases: dict[str, float] | None = None
+) -> Run:
     """The plainest loop doing what the runner does: shuffle, forward, cross-entropy, backward, SGD,
-    and top-1 on the validation split after each epoch."""
+    and top-1 on the validation split after each epoch. `phases`: seconds of build, steps, evaluation
+    are added to it."""
+    phases = {} if phases is None else phases
     torch.set_num_threads(threads)
     recipe = recipe_from_spec(spec)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model = build(spec, seed=recipe.seed)
     o = recipe.optimizer
     opt = torch.optim.SGD(
@@ -161,6 +172,7 @@ def hand_loop(spec: netspec.Spec, train_xy, val_xy, threads: int) -> Run:
     (x, y), (vx, vy), b = train_xy, val_xy, recipe.batch_size
     g = torch.Generator().manual_seed(recipe.seed)
     step_s, images, top1, loss_sum = 0.0, 0, 0.0, 0.0
+    _add(phases, "build", time.perf_counter() - t0)
     for epoch in range(recipe.epochs):
         model.train()
         t_epoch, loss_sum, steps = time.perf_counter(), torch.zeros(()), 0
@@ -173,8 +185,10 @@ def hand_loop(spec: netspec.Spec, train_xy, val_xy, threads: int) -> Run:
             opt.step()
             loss_sum += loss.detach()
             steps += 1
+        t_eval = time.perf_counter()
+        _add(phases, "steps", t_eval - t_epoch)
         if epoch > 0 or recipe.epochs == 1:
-            step_s += time.perf_counter() - t_epoch
+            step_s += t_eval - t_epoch
             images += steps * b
         model.eval()
         with torch.no_grad():
@@ -182,22 +196,68 @@ def hand_loop(spec: netspec.Spec, train_xy, val_xy, threads: int) -> Run:
                 int((model(vx[i : i + b]).argmax(1) == vy[i : i + b]).sum()) for i in range(0, len(vy), b)
             )
         top1 = correct / len(vy)
-    return Run(time.perf_counter() - t0, images / step_s, top1, float(loss_sum) / max(steps, 1))
+        _add(phases, "evaluation", time.perf_counter() - t_eval)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return Run(seconds, images / step_s, top1, float(loss_sum) / max(steps, 1), cpu_seconds=cpu)
 
 
-def runner(spec: netspec.Spec, split: DataSplit, threads: int | None) -> Run:
+def _add(phases: dict[str, float], name: str, seconds: float) -> None:
+    phases[name] = phases.get(name, 0.0) + seconds
+
+
+@contextlib.contextmanager
+def timed_phases(phases: dict[str, float]) -> Iterator[None]:
+    """The Trainer's phases timed (wall clock, seconds added to `phases`) for the duration."""
+    from netspec.train.trainer import Trainer
+
+    names = {"fit": "fit", "train_epoch": "steps", "evaluate": "evaluation", "checkpoint": "checkpoint"}
+    originals = {name: getattr(Trainer, name) for name in names}
+
+    def timed(method: Callable, phase: str) -> Callable:
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _add(phases, phase, time.perf_counter() - t0)
+
+        return call
+
+    for name, phase in names.items():
+        setattr(Trainer, name, timed(originals[name], phase))
+    try:
+        yield
+    finally:
+        for name, method in originals.items():
+            setattr(Trainer, name, method)
+
+
+def runner(
+    spec: netspec.Spec, split: DataSplit, threads: int | None, phases: dict[str, float] | None = None
+) -> Run:
     """`netspec.train` on the split, quiet. threads None: the runner's own default, from a fresh
-    process's thread count (what `netspec train` starts with)."""
+    process's thread count (what `netspec train` starts with). `phases`: the wall time of the
+    Trainer's phases, and set-up and end around them, are added to it."""
     torch.set_num_threads(TORCH_DEFAULT_THREADS if threads is None else threads)
+    timed: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
-        result = train(spec, data=split, out=out, device="cpu", log="quiet")
-        seconds = time.perf_counter() - t0
+        with timed_phases(timed) if phases is not None else contextlib.nullcontext():
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = train(spec, data=split, out=out, device="cpu", log="quiet")
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         used = recorded_threads(Path(out) / "recipe.yaml")
+    if phases is not None:
+        _add(phases, "set-up", seconds - timed["fit"])
+        inside = timed["fit"] - sum(timed[k] for k in ("steps", "evaluation", "checkpoint"))
+        _add(phases, "end", inside)
+        for key in ("steps", "evaluation", "checkpoint"):
+            _add(phases, key, timed[key])
     rows = result.history[1:] or result.history
     ips = statistics.median(r["images_per_s"] for r in rows)
     last = result.final
-    return Run(seconds, ips, float(last.get("val_top1", 0.0)), float(last.get("train_loss", 0.0)), used)
+    top1, loss = float(last.get("val_top1", 0.0)), float(last.get("train_loss", 0.0))
+    return Run(seconds, ips, top1, loss, used, cpu_seconds=cpu)
 
 
 # ---------------------------------------------------------------- the comparisons
@@ -205,8 +265,10 @@ def runner(spec: netspec.Spec, split: DataSplit, threads: int | None) -> Run:
 
 def compare_runner(cases: list[Case], rounds: int, threads: int) -> None:
     print(f"\n## runner / hand loop ({threads} thread(s), {rounds} rounds interleaved)\n")
-    print("| model / data | epochs x batch | whole run | training steps | top-1 hand / runner |")
-    print("|---|---|---:|---:|---:|")
+    head = ["model / data", "epochs x batch", "whole run", "whole run, CPU", "training steps"]
+    head.append("top-1 hand / runner")
+    print("| " + " | ".join(head) + " |")
+    print("|---|---|---:|---:|---:|---:|")
     for case in cases:
         spec, split = load_case(case, [f"train.threads={threads}"])
         train_xy, val_xy = tensors(split.train), tensors(split.val)
@@ -219,15 +281,46 @@ def compare_runner(cases: list[Case], rounds: int, threads: int) -> None:
         )
         hand, ours = runs["hand"], runs["runner"]
         whole = [r.seconds / h.seconds for h, r in zip(hand, ours, strict=True)]
+        cpu = [r.cpu_seconds / h.cpu_seconds for h, r in zip(hand, ours, strict=True)]
         steps = [h.images_per_s / r.images_per_s for h, r in zip(hand, ours, strict=True)]
         acc = f"{statistics.median(h.top1 for h in hand):.1%} / {statistics.median(r.top1 for r in ours):.1%}"
         b = recipe_from_spec(spec).batch_size
         print(
             f"| {case.spec} / {case.data} ({len(train_xy[1])} images) | {case.epochs} x {b}"
-            f" | {spread(whole)} | {spread(steps)} | {acc} |",
+            f" | {spread(whole)} | {spread(cpu)} | {spread(steps)} | {acc} |",
             flush=True,
         )
     print("\nratios are runner time / hand-loop time (1.00 = as fast; lower is better)")
+
+
+def compare_phases(case: Case, rounds: int, threads: int) -> None:
+    print(
+        f"\n## phases of a whole run, ms ({case.spec} / {case.data}, {case.epochs} epochs, {rounds} rounds)\n"
+    )
+    spec, split = load_case(case, [f"train.threads={threads}"])
+    train_xy, val_xy = tensors(split.train), tensors(split.val)
+    hand_phases: list[dict[str, float]] = []
+    runner_phases: list[dict[str, float]] = []
+
+    def hand_side() -> Run:
+        hand_phases.append({})
+        return hand_loop(spec, train_xy, val_xy, threads, hand_phases[-1])
+
+    def runner_side() -> Run:
+        runner_phases.append({})
+        return runner(spec, split, threads, runner_phases[-1])
+
+    runs = interleaved({"hand": hand_side, "runner": runner_side}, rounds)
+    print("| phase | hand loop | runner |")
+    print("|---|---:|---:|")
+    order = ["build", "set-up", "steps", "evaluation", "checkpoint", "end"]
+    for phase in order:
+        cells = []
+        for side in (hand_phases, runner_phases):
+            cells.append(f"{statistics.median(p[phase] for p in side) * 1e3:.0f}" if phase in side[0] else "")
+        print(f"| {phase} | {cells[0]} | {cells[1]} |")
+    totals = [statistics.median(r.seconds for r in runs[side]) * 1e3 for side in ("hand", "runner")]
+    print(f"| whole run | {totals[0]:.0f} | {totals[1]:.0f} |", flush=True)
 
 
 def compare_contention(cases: list[Case], rounds: int) -> None:
@@ -328,12 +421,12 @@ def compare_threads(models: list[tuple[str, int, int]], rounds: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["runner", "contention", "threads"], action="append")
+    ap.add_argument("--only", choices=["runner", "phases", "contention", "threads"], action="append")
     ap.add_argument("--rounds", type=int, default=5, help="runs of each side, interleaved")
     ap.add_argument("--threads", type=int, default=1, help="runner / hand loop: intra-op threads")
     ap.add_argument("--quick", action="store_true", help="tiny settings: a smoke run")
     args = ap.parse_args()
-    only = set(args.only or ["runner", "contention", "threads"])
+    only = set(args.only or ["runner", "phases", "contention", "threads"])
     if args.quick:
         rounds = 2
         runner_cases = [Case("lenet5", "digits", 2), Case("resnet20_cifar", "synthetic:160", 2, batch=32)]
@@ -352,6 +445,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {ALL_CORES} cores, load average {os.getloadavg()[0]:.2f}")
     if "runner" in only:
         compare_runner(runner_cases, rounds, args.threads)
+    if "phases" in only:
+        compare_phases(runner_cases[0], rounds, args.threads)
     if "contention" in only:
         compare_contention(contention_cases, rounds)
     if "threads" in only:

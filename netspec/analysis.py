@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, children
+from .layers import KINDS
 from .layers.base import Shape, numel
+from .layers.merge import MergeKind
 from .lower import lower
 from .memory import peak_activations
 from .spec import Spec
@@ -175,12 +177,8 @@ class _Analyzer:
 
     def node(self, node: Node, f: Field, depth: int) -> tuple[_Totals, Field]:
         if isinstance(node, LayerNode):
-            w = node.window
-            out = f.through(w.kernel, w.stride, w.is_global, w.upscale)
-            t = _Totals(node.cost.params, node.cost.macs, node.cost.flops, numel(node.out_shape))
-            self.layers += 1
-            self.rows.append(self.row(node, node.kind, depth, t, out, True))
-            return t, out
+            t = _Totals()
+            return t, self.layer(node, f, depth, t)
         if isinstance(node, AuxNode):
             return self.aux(node, f, depth)
         index = len(self.rows)
@@ -228,10 +226,43 @@ class _Analyzer:
         self.rows[index].output_shape = node.head_shape
         return _Totals(params=inner.params), f
 
+    def layer(self, node: LayerNode, f: Field, depth: int, t: _Totals) -> Field:
+        """A layer's row; its figures are added to `t` (most nodes are layers: no totals of their own)."""
+        w, c = node.window, node.cost
+        out = f.through(w.kernel, w.stride, w.is_global, w.upscale)
+        activations = numel(node.out_shape)
+        t.params += c.params
+        t.macs += c.macs
+        t.flops += c.flops
+        t.activations += activations
+        self.layers += 1
+        self.rows.append(
+            Row(
+                node.path or "(model)",
+                node.kind,
+                depth,
+                node.section,
+                node.in_shape,
+                node.out_shape,
+                c.params,
+                c.macs,
+                c.flops,
+                activations,
+                None if out.is_global else out.rf,
+                out.jump,
+                True,
+                node.inputs,
+            )
+        )
+        return out
+
     def seq(self, nodes: list[Node], f: Field, depth: int, t: _Totals) -> Field:
         for child in nodes:
-            ct, f = self.node(child, f, depth)
-            t.add(ct)
+            if isinstance(child, LayerNode):
+                f = self.layer(child, f, depth, t)
+            else:
+                ct, f = self.node(child, f, depth)
+                t.add(ct)
         return f
 
     def graph(self, node: SeqNode, f: Field, depth: int, t: _Totals) -> Field:
@@ -240,7 +271,8 @@ class _Analyzer:
         fields = {INPUT: f}
         out = f
         for child in node.children:
-            into = Field.widest([fields[name] for name in child.inputs]) if child.inputs else out
+            reads = _value_inputs(child)
+            into = Field.widest([fields[name] for name in reads]) if reads else out
             ct, out = self.node(child, into, depth)
             t.add(ct)
             fields[child.name] = out
@@ -266,6 +298,14 @@ class _Analyzer:
             is_layer,
             node.inputs,
         )
+
+
+def _value_inputs(node: Node) -> tuple[str, ...]:
+    """The outputs whose values a graph list's item reads (a merge may read the last ones for their
+    shape only: they add nothing to its receptive field)."""
+    kind = KINDS.get(node.kind) if isinstance(node, LayerNode) else None
+    skip = kind.shape_only_inputs if isinstance(kind, MergeKind) else 0
+    return node.inputs[: len(node.inputs) - skip]
 
 
 def analyze_ir(root: SeqNode, name: str) -> Analysis:

@@ -16,8 +16,18 @@ import ast
 import math
 import operator
 import re
+import warnings
 from collections import ChainMap
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -262,6 +272,49 @@ _ORDER: dict[type, Callable[[Any, Any], bool]] = {
 }
 
 
+class Scope(dict[str, Any]):
+    """The names an expression may read: its own, in front of those of the scope it sits in, which are
+    read there and never copied (a spec's vars are not copied again at every block use). What
+    collections.ChainMap does, but reading one of its own names is a plain dict lookup, and an outer
+    name costs one call (`__missing__`), where a ChainMap raises and catches a KeyError for every map
+    it passes. It reads as a ChainMap of the two reads: `in`, `get`, iteration (outer names first)."""
+
+    __slots__ = ("outer",)
+
+    def __init__(self, own: Mapping[str, Any], outer: Mapping[str, Any]) -> None:
+        super().__init__(own)
+        self.outer = outer
+
+    def __missing__(self, name: str) -> Any:  # (dict calls it for a name it does not hold itself)
+        return self.outer[name]
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or name in self.outer
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        return self.outer.get(name, default)
+
+    def _names(self) -> dict[str, None]:
+        return {**dict.fromkeys(self.outer), **dict.fromkeys(dict.keys(self))}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def keys(self) -> KeysView[str]:  # type: ignore[override]
+        return self._names().keys()
+
+    def items(self) -> ItemsView[str, Any]:  # type: ignore[override]
+        return {name: self[name] for name in self._names()}.items()
+
+    def values(self) -> ValuesView[Any]:  # type: ignore[override]
+        return {name: self[name] for name in self._names()}.values()
+
+
 @dataclass
 class Steps:
     """The steps evaluations took (nodes visited, list elements handled): what a caller's work budget
@@ -463,9 +516,13 @@ _HANDLERS: dict[type, Callable[[_Evaluator, Any], Any]] = {
 def _parse(text: str) -> ast.Expression | str:
     """The syntax tree of an expression, or why it has none. Cached, as `re` caches its patterns: a
     network's blocks evaluate the same few formulas at every use, and a sweep lowers one spec again and
-    again. The trees are only read, never changed."""
+    again. The trees are only read, never changed. Python's own warnings about the text (`1if x else
+    2`: "invalid decimal literal") are about its source style, not the spec: they would reach the user
+    as a stray line on stderr, so they are silenced."""
     try:
-        return ast.parse(text, mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(text, mode="eval")
     except SyntaxError as exc:
         return f"invalid expression '{text}': {exc.msg}"
     except ValueError as exc:  # whatever else ast.parse refuses outside SyntaxError
@@ -559,7 +616,15 @@ def _memo_key(value: str, scope: Mapping[str, Any]) -> tuple[Any, ...] | None:
     names = _names_read(value) if len(value) <= MAX_TEXT_CHARS else None  # (caches hold short texts)
     if names is None:
         return None
-    key: list[Any] = ["expr", value]
+    values = values_key(names, scope)
+    return None if values is None else ("expr", value, *values)
+
+
+def values_key(names: Iterable[str], scope: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The values `names` have in `scope`, as part of a memo key (what a computation that reads only
+    those names gives again for them); None where one is not a plain value (a list could be long: a key
+    must cost less than what it saves)."""
+    key: list[Any] = []
     for name in names:
         try:
             v = scope[name]
@@ -573,6 +638,15 @@ def _memo_key(value: str, scope: Mapping[str, Any]) -> tuple[Any, ...] | None:
         else:
             return None
     return tuple(key)
+
+
+def names_read(value: str) -> tuple[str, ...] | None:
+    """The names the expressions in text `value` read (sorted); None where that is not known: an
+    expression that does not parse (its error is reported where it is evaluated), a text too long."""
+    if len(value) > MAX_TEXT_CHARS:
+        return None
+    name = _single_name(value)
+    return (name,) if name is not None else _names_read(value)
 
 
 @lru_cache(maxsize=1024)

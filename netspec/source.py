@@ -145,11 +145,11 @@ if yaml.__with_libyaml__:
     class _FastLoader(_Bounded, CParser, Resolver):
         """libyaml's scanner, parser and composer (in C, 20x faster) with PyYAML's own resolver and
         constructor, so the tags and values are PyYAML's. It only reads documents it finds correct
-        and reads as PyYAML does (_unsure); for any other, parse_yaml reads again with _Loader, whose
+        and reads as PyYAML does (_sure_size); for any other, parse_yaml reads again with _Loader, whose
         messages are the reference."""
 
         # composed in C: libyaml refuses nesting past 1,000 levels itself, so nothing recurses deeply;
-        # MAX_DEPTH is checked on the nodes (_unsure)
+        # MAX_DEPTH is checked on the nodes (_sure_size)
         get_single_node = CParser.get_single_node
 
         def __init__(self, stream: str, file: str):
@@ -159,23 +159,47 @@ if yaml.__with_libyaml__:
             self._bound(file)
 
 
-def _unsure(node: Node, seen: set[int], depth: int = 1) -> bool:
-    """Whether libyaml's nodes may differ from what PyYAML reads: nesting deeper than MAX_DEPTH (which
-    PyYAML refuses), or a plain (unquoted) scalar the two readers place or split differently: a value
-    left out (`{out: }`: libyaml marks the next token) or one with a '?' (a flow key to PyYAML).
-    Each node is looked at once (aliases), first where it is written: before any alias to it."""
+def _unsure_scalar(node: ScalarNode) -> bool:
+    """A plain (unquoted) scalar the two readers may place or split differently: a value left out
+    (`{out: }`: libyaml marks the next token) or one with a '?' (a flow key to PyYAML)."""
+    return not node.style and (not node.value or "?" in node.value)
+
+
+class _UnsureError(Exception):
+    """What _sure_size raises where the fast reader leaves a document to the reference reader."""
+
+
+def _sure_size(node: Node, memo: dict[int, int], limit: int, depth: int = 1) -> int:
+    """The node count after alias expansion (as _expanded_size counts it), for the fast reader, which
+    reads only documents libyaml reads as PyYAML does: _UnsureError where the nodes may differ (nesting
+    deeper than MAX_DEPTH, which PyYAML refuses, or an unsure scalar) or where _expanded_size would
+    refuse the document (the reference reader then finds, and reports, the same). Each node is looked at
+    once (aliases), first where it is written: before any alias to it."""
     if depth > MAX_DEPTH:
-        return True
-    if id(node) in seen:
-        return False
-    seen.add(id(node))
+        raise _UnsureError
+    key = id(node)
+    known = memo.get(key)
+    if known is not None:
+        if known < 0:  # met again while still inside it: a recursive structure
+            raise _UnsureError
+        return known
+    memo[key] = -1  # in progress
+    size = 1
     if isinstance(node, ScalarNode):
-        return not node.style and (not node.value or "?" in node.value)
-    if isinstance(node, SequenceNode):
-        return any(_unsure(child, seen, depth + 1) for child in node.value)
-    if isinstance(node, MappingNode):
-        return any(_unsure(k, seen, depth + 1) or _unsure(v, seen, depth + 1) for k, v in node.value)
-    return True
+        if _unsure_scalar(node):
+            raise _UnsureError
+    elif isinstance(node, SequenceNode):
+        for child in node.value:
+            size += _sure_size(child, memo, limit, depth + 1)
+    elif isinstance(node, MappingNode):
+        for k, v in node.value:
+            size += _sure_size(k, memo, limit, depth + 1) + _sure_size(v, memo, limit, depth + 1)
+    else:
+        raise _UnsureError
+    if size > limit:
+        raise _UnsureError
+    memo[key] = size
+    return size
 
 
 def _expanded_size(node: Node, memo: dict[int, int], file: str, limit: int = MAX_NODES) -> int:
@@ -261,8 +285,13 @@ def _construct(node: Node, loader: _Bounded, file: str) -> Any:
             )
         )
     if isinstance(node, SequenceNode):
-        children = ((_construct(child, loader, file), _loc(file, child)) for child in node.value)
-        return PosList.of(children, _loc(file, node))
+        out_list = PosList()
+        out_list.location = _loc(file, node)
+        at = out_list.positions
+        for i, child in enumerate(node.value):
+            out_list.append(_value(child, loader, file))
+            at[i] = _loc(file, child)
+        return out_list
     if isinstance(node, MappingNode):
         own_keys = loader.own_keys.get(id(node))  # set when merged into another mapping before
         if own_keys is None and any(k.tag in _FLATTENED_KEY_TAGS for k, _ in node.value):
@@ -271,15 +300,16 @@ def _construct(node: Node, loader: _Bounded, file: str) -> Any:
         written: set[Any] = set()  # keys written in this mapping (not inherited through `<<`)
         out_map = PosDict()
         out_map.location = _loc(file, node)
+        positions, key_positions = out_map.positions, out_map.key_positions
         for key_node, value_node in node.value:
-            key = _construct(key_node, loader, file)
+            key = _value(key_node, loader, file)
             if isinstance(key, (PosDict, PosList)):
                 raise SpecSyntaxError(
                     Problem("a mapping key must be a plain value", location=_loc(file, key_node))
                 )
             own = own_keys is None or id(key_node) in own_keys  # None: every key is written here
-            if key in out_map and own and key in written:
-                first = out_map.positions[key]
+            if own and key in written and key in out_map:
+                first = positions[key]
                 raise SpecSyntaxError(
                     Problem(
                         f"duplicate key '{key}' (first defined at line {first.line})",
@@ -289,11 +319,18 @@ def _construct(node: Node, loader: _Bounded, file: str) -> Any:
                 )
             if own:
                 written.add(key)
-            out_map[key] = _construct(value_node, loader, file)  # an own key overrides a merged one
-            out_map.positions[key] = _loc(file, value_node)
-            out_map.key_positions[key] = _loc(file, key_node)
+            out_map[key] = _value(value_node, loader, file)  # an own key overrides a merged one
+            positions[key] = _loc(file, value_node)
+            key_positions[key] = _loc(file, key_node)
         return out_map
     raise SpecSyntaxError(Problem("unsupported YAML node", location=_loc(file, node)))
+
+
+def _value(node: Node, loader: _Bounded, file: str) -> Any:
+    """_construct, with its most common case first: text (most values, and every key)."""
+    if type(node) is ScalarNode and node.tag == _STR_TAG:
+        return node.value
+    return _construct(node, loader, file)
 
 
 _UNREAD = object()  # what _read_fast returns for a text it leaves to the reference reader
@@ -310,9 +347,9 @@ def _read_fast(text: str, file: str, budget: ReadBudget | None) -> Any:
     loader = _FastLoader(text, file)
     try:
         node = loader.get_single_node()
-        if node is None or _unsure(node, set()):
+        if node is None:
             return _UNREAD
-        size = _expanded_size(node, {}, file, budget.nodes_left if budget else MAX_NODES)
+        size = _sure_size(node, {}, budget.nodes_left if budget else MAX_NODES)
         tree = _construct(node, loader, file)
     except Exception:  # any failure here is the reference reader's to find and report
         return _UNREAD

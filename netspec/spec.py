@@ -136,6 +136,14 @@ class InputSpec(Strict):
     size: Pair = Field(224, description="H = W, or [H, W]")
 
 
+class NamedBranch(Strict):
+    """A parallel branch with a module name of its own (default: branch1, branch2, ...), as
+    torchvision's GoogLeNet and Inception blocks name theirs: `{name: branch3x3, layers: [...]}`."""
+
+    name: ModuleName
+    layers: list[Any]
+
+
 class BlockDef(Strict):
     """A reusable composite block written in YAML, with parameters.
 
@@ -152,7 +160,9 @@ class BlockDef(Strict):
         default_factory=dict, description="values computed in order from params and in_channels"
     )
     body: list[Any] | None = None
-    branches: list[list[Any]] | None = None
+    branches: list[list[Any] | NamedBranch] | None = Field(
+        None, description="each a list of layers, or {name, layers} for a branch with its own name"
+    )
     merge: Merge = Field("none", description="how body and shortcut (or the branches) combine")
     shortcut: ShortcutMode | list[Any] | None = Field(
         None, description="for merged bodies; default: the spec's `shortcut`"
@@ -175,6 +185,10 @@ class BlockDef(Strict):
 class InitSpec(Strict):
     """Weight initialisation; `zero_gamma` is usually set by the trick of the same name."""
 
+    # frozen, so hashable: pydantic then uses the default (`Spec.init`) as it is where it would deep-copy
+    # it for every spec it validates
+    model_config = ConfigDict(frozen=True)
+
     conv: InitScheme = Field(
         InitScheme("kaiming_normal"), description="convolutions' scheme: a name or {name: {arguments}}"
     )
@@ -190,6 +204,8 @@ class Limits(Strict):
     """Safety caps on what loading, lowering and building a spec may take. A spec may only lower them:
     the text may be untrusted, and raising them is the caller's decision (`--allow-large` on the
     command line, `load_spec(..., limits=Limits(...))` in the API); see `apply_caps`."""
+
+    model_config = ConfigDict(frozen=True)  # (hashable: `Spec.limits`'s default is used as it is, as init's)
 
     max_params: Count = Field(2_000_000_000, description="parameters of the whole model")
     max_layers: Count = Field(20_000, description="layers of the whole model")
@@ -339,3 +355,18 @@ class StageSpec(Strict):
     name: ModuleName | None = None
     block_name: str | None = Field(None, description="e.g. 'denselayer${index + 1}'")
     inline: StrictBool = False
+    before: list[Any] = Field(
+        default_factory=list,
+        description="layers of the stage before its blocks (timm's `downsample`), in the stage's module",
+    )
+    container: ModuleName | None = Field(
+        None,
+        description="put the blocks in a child nn.Sequential of this name, after `before` (timm's"
+        " `stages.2.blocks.1`: container `blocks`)",
+    )
+
+    @model_validator(mode="after")
+    def _placed_once(self) -> StageSpec:
+        if self.inline and (self.container is not None or self.before):
+            raise ValueError("an `inline` stage has no module of its own to hold `before` or a `container`")
+        return self

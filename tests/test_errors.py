@@ -556,17 +556,17 @@ def test_output_does_not_match_classes():
 @pytest.mark.parametrize(
     "layers, needle",
     [
-        ("stem:\n  - conv: {out: 8, name: 1conv}\n", "not a valid module name"),
+        ('stem:\n  - conv: {out: 8, name: "conv\\t1"}\n', "not a valid module name"),  # a control character
         ("stem:\n  - conv: {out: 8, name: 'conv.1'}\n", "not a valid module name"),
         ("stem:\n  - conv: {out: 8, name: ''}\n", "not a valid module name"),
-        ("stem:\n  - conv: {out: 8, name: 'x y'}\n", "not a valid module name"),
-        ("stem:\n  - conv: {out: 8, name: lambda}\n", "not a valid module name"),
+        ('stem:\n  - conv: {out: 8, name: "x\\u200by"}\n', "not a valid module name"),  # an invisible one
+        ('stem:\n  - conv: {out: 8, name: "a\\u2028b"}\n', "not a valid module name"),  # a line separator
         ("stem:\n  - conv: {out: 8, name: " + "a" * 65 + "}\n", "not a valid module name"),
         ("stem:\n  - conv: {out: 8, name: forward}\n", "reserved"),
         ("stem:\n  - relu: {name: training}\n", "reserved"),
         ("stem:\n  - relu: {name: __dict__}\n", "reserved"),
         ("stem:\n  - sequential: {name: forward, layers: [relu]}\n", "reserved"),
-        ("stem:\n  - sequential: {name: 'a-b', layers: [relu]}\n", "not a valid module name"),
+        ('stem:\n  - sequential: {name: "a\\nb", layers: [relu]}\n', "not a valid module name"),
         ("stem:\n  - sequential: {name: '${3}', layers: [relu]}\n", "module name must be text"),
         ("stem:\n  - residual: {name: state_dict, body: [relu]}\n", "reserved"),
         ("stem:\n  - b: {name: to}\nblocks:\n  b: {body: [relu]}\n", "reserved"),

@@ -413,3 +413,32 @@ def test_bad_expressions_in_a_spec_are_spec_errors(value: str, needle: str, monk
 def test_bad_expression_in_spec_vars_is_a_spec_error():
     with pytest.raises(SpecError, match=r"vars\.f: 'Lambda' is not allowed"):
         netspec.analyze(netspec.loads_spec('name: t\nvars: {f: "${lambda: 8}"}\n'))
+
+
+def test_python_syntax_warnings_do_not_reach_the_user(tmp_path):
+    # `2if 1 else 3` is valid Python that its parser warns about ("invalid decimal literal"): a stray
+    # SyntaxWarning line on stderr, not the spec's concern. The CLI prints nothing on stderr for it,
+    # with warnings shown (-W default), and a bad expression is still one located error.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = "name: warns\ninput: {channels: 3, size: 8}\nclasses: 2\nhead:\n  - flatten: {}\n"
+    good = tmp_path / "good.yaml"
+    good.write_text(spec + '  - linear: {out: "${2if 1 else 3}"}\n')
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(spec + '  - linear: {out: "${2if 1 else}"}\n')
+    runs = {}
+    for path in (good, bad):
+        runs[path] = subprocess.run(
+            [sys.executable, "-W", "default", str(root / "cli.py"), "report", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert runs[good].returncode == 0, runs[good].stderr
+    assert runs[good].stderr == ""
+    assert runs[bad].returncode == 2
+    assert runs[bad].stderr.startswith(f"{bad}:6:")
+    assert "Warning" not in runs[bad].stderr and "Traceback" not in runs[bad].stderr

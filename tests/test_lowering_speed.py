@@ -11,6 +11,7 @@ import importlib
 import math
 import sys
 import time
+from collections import ChainMap
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import pytest
 
 import netspec
 from netspec.errors import SpecError
-from netspec.expr import Steps, substitute
+from netspec.expr import ExprError, Scope, Steps, substitute
+from netspec.lower import lower
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = sorted((ROOT / "specs").glob("*.yaml"))
@@ -75,6 +77,87 @@ def test_the_memo_changes_no_figure_and_no_error(group: str, monkeypatch: pytest
         m.setattr(context.Lowering, "__init__", forgetful_init)
         afresh = {p.name: _outcome(p) for p in paths}
     assert remembered == afresh
+
+
+def _lowered(source: Path | str, forgetful: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The outcome of lowering a spec file or text (IR or problems) and the work, layers and parameters
+    counted."""
+    spec = netspec.load_spec(source) if isinstance(source, Path) else netspec.loads_spec(source)
+    seen: list[Any] = []
+    with monkeypatch.context() as m:
+        init = context.Lowering.__init__
+
+        def watched_init(self, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            if forgetful:
+                self.memo = Forgetful()
+            seen.append(self)
+
+        m.setattr(context.Lowering, "__init__", watched_init)
+        try:
+            outcome: Any = repr(lower(spec))
+        except SpecError as exc:
+            outcome = [(p.message, p.path, p.location, p.hint) for p in exc.problems]
+    budget = seen[-1].budget
+    return outcome, (budget.work, budget.layers, budget.params)
+
+
+@pytest.mark.parametrize("path", ZOO[::3], ids=lambda p: p.stem)
+def test_the_memo_counts_the_same_work(path: Path, monkeypatch: pytest.MonkeyPatch):
+    # a remembered layer item counts the work its expressions took when they were evaluated
+    assert _lowered(path, False, monkeypatch) == _lowered(path, True, monkeypatch)
+
+
+# a stage whose blocks take more lowering work as it goes (`cost` grows with the index) and whose second
+# layer's expression, the same in every block, is remembered: the work budget runs out part way through
+COSTLY = """\
+name: costly
+input: {{channels: 3, size: 8}}
+classes: 10
+stem:
+  - conv: {{out: 16, kernel: 3}}
+stages:
+  - {{block: basic, depth: 30, name: layer1, cost: "${{index * 30}}"}}
+head:
+  - avgpool: global
+  - flatten
+  - linear: {{out: "${{classes}}"}}
+limits: {{max_layers: {max_layers}}}
+blocks:
+  basic:
+    params: {{cost: int}}
+    body:
+      - conv: {{out: "${{len([i for i in range(cost)]) * 0 + 16}}", kernel: 1}}
+      - conv: {{out: "${{len([i for i in range(300)]) * 0 + 16}}", kernel: 1}}
+    merge: add
+"""
+
+
+@pytest.mark.parametrize("max_layers", [100, 109, 124, 140, 160, 187, 200])
+def test_the_memo_stops_at_the_same_item_when_the_work_runs_out(max_layers: int, monkeypatch):
+    text = COSTLY.format(max_layers=max_layers)
+    remembered = _lowered(text, False, monkeypatch)
+    assert remembered == _lowered(text, True, monkeypatch)
+    # (109, 124, 187: at the remembered expression; 200: the whole network fits)
+    assert ("units of work" in str(remembered[0])) == (max_layers < 200)
+
+
+def test_a_scope_reads_as_the_chain_map_it_replaces():
+    outer = {"width": 64, "depth": 3}
+    names = {"index": 1, "width": 32}
+    for scope in (Scope(names, outer), Scope(names, Scope({}, outer))):
+        chain = ChainMap(names, outer)
+        assert [scope[n] for n in ("index", "width", "depth")] == [
+            chain[n] for n in ("index", "width", "depth")
+        ]
+        with pytest.raises(KeyError):
+            scope["missing"]
+        assert ("depth" in scope, "missing" in scope) == (True, False)
+        assert (scope.get("depth"), scope.get("missing", 7)) == (3, 7)
+        assert list(scope) == list(chain) and len(scope) == len(chain)
+        assert dict(scope.items()) == dict(chain.items()) and list(scope.values()) == list(chain.values())
+    with pytest.raises(ExprError, match="known: depth, index, width"):
+        substitute("${missing}", Scope(names, outer))
 
 
 def test_equal_values_of_different_types_are_validated_apart():

@@ -179,3 +179,65 @@ def test_receptive_fields_of_the_levels_match_the_measured_gradient_support():
             assert rf[0] == low, (level, fields[level])
         else:  # the field depends on the pixel's place on the upsampled grid: one of them, or between
             assert low <= rf[0] <= high, (level, fields[level])
+
+
+ANY_SIZE = (200, 264)  # not multiples of 32: layer1..layer4 are 50x66, 25x33, 13x17, 7x9
+
+
+def test_any_input_size_equals_torchvision_where_maps_do_not_halve_exactly():
+    # torchvision upsamples each top-down map to its lateral's size; so does the spec (`size: like`):
+    # a factor of 2 would give 14x18 against 13x17 here
+    spec = netspec.load_spec(SPEC, [f"input.size=[{ANY_SIZE[0]}, {ANY_SIZE[1]}]"])
+    analysis = netspec.analyze(spec)
+    model = netspec.build(spec).eval()
+    ref = trained_like(reference())
+    model.load_state_dict(ref.state_dict())
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, *ANY_SIZE)
+    with torch.no_grad():
+        ours, theirs = model(x), ref(x)
+    assert analysis.outputs == {level: tuple(y.shape[1:]) for level, y in theirs.items()}
+    assert analysis.outputs["2"] == (256, 13, 17)
+    for level in LEVELS:
+        torch.testing.assert_close(ours[level], theirs[level], msg=level)
+    assert analysis.macs == fvcore_macs(reference(), (3, *ANY_SIZE))
+
+
+def test_exported_source_and_its_torchscript_equal_torchvision_at_any_size(tmp_path):
+    from netspec.export import export_source
+
+    from .test_dag_export import load
+
+    spec = netspec.load_spec(SPEC, [f"input.size=[{ANY_SIZE[0]}, {ANY_SIZE[1]}]"])
+    module = load(export_source(spec), "generated_resnet50_fpn", tmp_path)
+    ref = trained_like(reference())
+    exported = module.build_model().eval()
+    exported.load_state_dict(ref.state_dict())
+    scripted = torch.jit.script(exported)
+    torch.manual_seed(2)
+    x = torch.randn(1, 3, *ANY_SIZE)
+    with torch.no_grad():
+        theirs = ref(x)
+        for ours in (exported(x), scripted(x)):
+            assert list(ours) == LEVELS
+            for level in LEVELS:
+                torch.testing.assert_close(ours[level], theirs[level], msg=level)
+
+
+@pytest.mark.parametrize(("name", "overrides"), [("resnet18", []), ("resnet50", ["tricks=[resnet_b]"])])
+def test_conv_norm_sets_the_projection_norm_as_torchvisions_norm_layer(name, overrides):
+    # the backbone's mechanism, on the zoo's ResNets: `defaults: conv: {norm: frozen_batchnorm}` is
+    # torchvision's `resnet*(norm_layer=FrozenBatchNorm2d)`, whose downsample takes the same norm
+    from torchvision import models
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    spec = netspec.load_spec(SPECS / f"{name}.yaml", ["defaults.conv.norm=frozen_batchnorm", *overrides])
+    model = netspec.build(spec).eval()
+    ref = trained_like(getattr(models, name)(weights=None, norm_layer=FrozenBatchNorm2d).eval())
+    model.load_state_dict(ref.state_dict())  # strict: the downsample's norm has buffers, no parameters
+    assert list(model.state_dict()) == list(ref.state_dict())
+    norm = model.layer2[0].downsample[1]
+    assert type(norm).__name__ == FrozenBatchNorm2d.__name__ and not list(norm.parameters())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x))

@@ -9,7 +9,7 @@ from typing import Any
 from .blockclass import BlockClass, T, TArg, TLeaf, TRef, optional
 from .code import lit
 from .graph import Placer, forward_lines, merge_named
-from .names import SHORTCUT_VAR
+from .names import SHORTCUT_VAR, assign, is_attribute, member
 
 
 def expr(t: T, value: Callable[[TArg], str | None], cond: Callable[[T, list[bool]], str | None]) -> str:
@@ -63,9 +63,12 @@ def class_code(cls: BlockClass, helpers: set[str]) -> dict[str, Any]:
         if c:
             optional_slots.add(slot)
             kind = t.cls.name if isinstance(t, TRef) else t.ctor if isinstance(t, TLeaf) else "nn.Sequential"
-            init += [f"self.{slot}: {kind} | None = None", f"if {c}:", f"    self.{slot} = {code}"]
+            # (a name that is not an attribute is added as None: nn.Module keeps the slot)
+            unset = assign("self", slot, "None")
+            init += [f"self.{slot}: {kind} | None = None" if is_attribute(slot) else unset]
+            init += [f"if {c}:", f"    {assign('self', slot, code)}"]
         else:
-            init.append(f"self.{slot} = {code}")
+            init.append(assign("self", slot, code))
     return _class_dict(cls, init, _forward(cls, optional_slots, helpers))
 
 
@@ -89,18 +92,19 @@ def _forward(cls: BlockClass, optional_slots: set[str], helpers: set[str]) -> li
 
     def steps(slots: list[tuple[str, T]], current: str) -> str:
         for slot, _ in slots:
+            module = member("self", slot)
             if slot in optional_slots:
                 if current == "x":
                     forward.append("out = x")
                     current = "out"
-                forward.extend([f"if self.{slot} is not None:", f"    out = self.{slot}(out)"])
+                forward.extend([f"if {module} is not None:", f"    out = {module}(out)"])
             else:
-                forward.append(f"out = self.{slot}({current})")
+                forward.append(f"out = {module}({current})")
                 current = "out"
         return current
 
     if cls.form == "parallel":
-        calls = [f"self.{name}(x)" for name, _ in cls.branches]
+        calls = [f"{member('self', name)}(x)" for name, _ in cls.branches]
         forward.append(f"out = {merge_named(cls.merge()).source(calls)}")
         current = steps(cls.after, "out")
     else:
@@ -120,11 +124,12 @@ def _merge(cls: BlockClass, optional_slots: set[str], helpers: set[str]) -> list
     shortcut = "x"
     if cls.shortcut is not None:
         sc = cls.shortcut[0]
+        module = member("self", sc)
         if sc in optional_slots:
             shortcut = SHORTCUT_VAR
-            lines += [f"{shortcut} = x", f"if self.{sc} is not None:", f"    {shortcut} = self.{sc}(x)"]
+            lines += [f"{shortcut} = x", f"if {module} is not None:", f"    {shortcut} = {module}(x)"]
         else:
-            shortcut = f"self.{sc}(x)"
+            shortcut = f"{module}(x)"
     merge = merge_named(cls.merge())
     if cls.inplace and merge.accumulates:  # where the torch backend adds in place (Residual.merges_in_place)
         lines.append(f"out += {shortcut}")

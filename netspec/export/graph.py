@@ -28,7 +28,7 @@ from ..layers import KINDS
 from ..layers.merge import MergeKind
 from .code import lit
 from .errors import ExportError
-from .names import RESERVED, component, is_attribute, member
+from .names import RESERVED, assign, member
 
 
 @dataclass(frozen=True)
@@ -107,16 +107,10 @@ class Placer:
             key = ".".join(parts[: k + 1])
             if key not in self.made:
                 self.made.add(key)
-                lines.append(_assign(holder, part, "nn.Module()"))
+                lines.append(assign(holder, part, "nn.Module()"))
             holder = member(holder, part)
-        lines.append(_assign(holder, parts[-1], code))
+        lines.append(assign(holder, parts[-1], code))
         return lines
-
-
-def _assign(holder: str, name: str, code: str) -> str:
-    if is_attribute(name):
-        return f"{holder}.{name} = {code}"
-    return f"{holder}.add_module({component(name)}, {code})"
 
 
 def value_names(items: list[Step], taken: set[str]) -> dict[str, str]:

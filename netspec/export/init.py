@@ -24,7 +24,7 @@ from .code import lit
 from .errors import ExportError
 from .graph import is_graph, merge_kind
 from .names import path_expr
-from .unify import becomes_class
+from .unify import becomes_class, index_named
 
 
 def step_code(step: InitStep, target: str) -> str:
@@ -97,7 +97,11 @@ def _sequentials(root: SeqNode) -> frozenset[str]:
     return frozenset(
         n.path
         for n, _ in walk(root)
-        if isinstance(n, SeqNode | AuxNode) and n is not root and not becomes_class(n) and not is_graph(n)
+        if isinstance(n, SeqNode | AuxNode)
+        and n is not root
+        and not becomes_class(n)
+        and not is_graph(n)
+        and index_named(n)  # a child a spec names `1` may stand anywhere: getattr finds it
     )
 
 

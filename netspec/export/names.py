@@ -6,7 +6,7 @@ import builtins
 import keyword
 import re
 
-from ..layers.base import CHILD_NAME, IDENTIFIER
+from ..layers.base import IDENTIFIER, module_name_problem
 from .errors import ExportError
 
 # the generated forward's name for the shortcut's value, as torchvision's blocks write it
@@ -63,34 +63,28 @@ def param_name(candidate: str | None) -> str | None:
     return name
 
 
+def is_attribute(name: str) -> bool:
+    """A name the file can write as an attribute (`self.conv1`): an ASCII identifier, so no keyword
+    and nothing Python's NFKC normalisation of identifiers would change (`self.ﬁ` is `self.fi`)."""
+    return bool(IDENTIFIER.fullmatch(name)) and not keyword.iskeyword(name)
+
+
 def attr(name: str) -> str:
-    """A module name from the IR, used as an attribute: netspec validated it; check it again."""
-    if not IDENTIFIER.fullmatch(name) or keyword.iskeyword(name):
-        raise ExportError(f"{name!r} is not a valid attribute name")
+    """A module name from the IR, checked again (netspec validated it) before code is written with it."""
+    problem = module_name_problem(name) if isinstance(name, str) else "not text"
+    if problem is not None:
+        raise ExportError(f"{name!r} cannot name a module: {problem}")
     return name
 
 
 def child(name: str) -> str:
-    """A child name inside an nn.Sequential (always written as text): a number, a valid attribute name,
-    or a name with '-' (`block1-0`)."""
-    if (name.isdigit() and name.isascii() and len(name) < 10) or ("-" in name and CHILD_NAME.fullmatch(name)):
-        return name
+    """A child name inside an nn.Sequential (always written as a string literal), checked again."""
     return attr(name)
-
-
-# a component of a dotted module name in a graph list (`fpn.inner_blocks.3.0`), as netspec validates it
-COMPONENT = re.compile(r"[A-Za-z0-9_\-]{1,64}")
-
-
-def is_attribute(name: str) -> bool:
-    return bool(IDENTIFIER.fullmatch(name)) and not keyword.iskeyword(name)
 
 
 def component(name: str) -> str:
     """A module name as a string literal (for add_module and getattr), checked again."""
-    if not COMPONENT.fullmatch(name):
-        raise ExportError(f"{name!r} is not a valid module name")
-    return ascii(name)
+    return ascii(attr(name))
 
 
 def member(base: str, name: str) -> str:
@@ -98,14 +92,22 @@ def member(base: str, name: str) -> str:
     return f"{base}.{name}" if is_attribute(name) else f"getattr({base}, {component(name)})"
 
 
+def assign(base: str, name: str, code: str) -> str:
+    """Code that makes `code` the submodule `name` of `base`: `base.name = code`, or add_module."""
+    if is_attribute(name):
+        return f"{base}.{name} = {code}"
+    return f"{base}.add_module({component(name)}, {code})"
+
+
 def path_expr(base: str, path: str, sequentials: frozenset[str] | None = None, at: str = "") -> str:
     """Code for the submodule at a dotted path: `self.layer1[0].conv1`. `sequentials`: the paths of the
-    nn.Sequentials (`at` is the path of `base`), whose numbered children are indexed; any other child
-    whose name is not an identifier (a holder's `3`, `block1-0`) is read with getattr."""
+    nn.Sequentials whose children are numbered 0, 1, 2 (`at` is the path of `base`): those children are
+    indexed; any other child whose name is not an attribute (a holder's `3`, `block1-0`, `a b`) is read
+    with getattr."""
     code = base
     parent = at
     for part in path.split(".") if path else []:
         indexed = sequentials is None or parent in sequentials
-        code = f"{code}[{part}]" if indexed and child(part).isdigit() else member(code, part)
+        code = f"{code}[{part}]" if indexed and part.isdigit() and part.isascii() else member(code, part)
         parent = f"{parent}.{part}" if parent else part
     return code

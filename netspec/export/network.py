@@ -14,7 +14,7 @@ from .blockclass import T, TArg, never, pick, targs
 from .blockcode import expr
 from .code import Code, index_expr, lit, loop_variable, name_expr, same
 from .graph import Placer, forward_lines, is_graph, merge_kind, outputs, steps
-from .names import attr, child
+from .names import assign, child, member
 from .unify import Unifier, becomes_class, index_named
 
 MAX_UNIT = 16  # the longest run of items a loop body repeats
@@ -173,8 +173,8 @@ class NetworkWriter:
         init: list[str] = []
         for c in root.children:
             stmts, code = self.node_code(c, set())
-            init += [*stmts, f"self.{attr(c.name)} = {code}"]
-        calls = [{"name": attr(c.name), "aux": isinstance(c, AuxNode)} for c in root.children]
+            init += [*stmts, assign("self", c.name, code)]
+        calls = [{"module": member("self", c.name), "aux": isinstance(c, AuxNode)} for c in root.children]
         return {
             "init": init,
             "steps": calls,

@@ -16,7 +16,7 @@ from .norm import BatchNorm, LocalResponseNorm
 from .norm_variants import FrozenBatchNorm, GroupNorm, LayerNorm2d
 from .plugins import PluginError, PluginWarning, Registry
 from .pool import AdaptiveAvgPool, AvgPool, MaxPool
-from .resample import ConvTranspose, Upsample
+from .resample import ConvTranspose, Upsample, UpsampleLike
 from .select import Select
 from .spatial_mean import SpatialMean
 
@@ -42,6 +42,7 @@ KINDS: dict[str, LayerKind] = Registry(
         ChannelSplit(),
         ChannelShuffle(),
         Upsample(),
+        UpsampleLike(),
         ConvTranspose(),
         EfficientChannelAttention(),
         SpatialMean(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -130,32 +131,71 @@ RESERVED_NAMES = frozenset(
 )
 
 
-def check_module_name(name: str) -> str:
-    """A name a spec gives a module must be a Python identifier that nn.Module can hold."""
-    if not IDENTIFIER.fullmatch(name) or keyword.iskeyword(name):
-        raise ValueError(
-            f"'{name}' is not a valid module name: use letters, digits and '_' "
-            "(starting with a letter or '_', at most 64 characters)"
+# A module name is any text nn.Module.add_module takes (not empty, no '.': the dot joins a module path,
+# as in state_dict keys), except what no backend can carry: characters of Unicode's "other" categories
+# (control, format, surrogate, private, unassigned) and line/paragraph separators, which would break
+# the one-line `FILE:LINE:COL: path: message` errors, reports and the exported file's lines. Names that
+# are not Python identifiers are added with `add_module` and read with `getattr` (the exporter writes
+# them as string literals); graph lists add torch.fx's own limits (graph_name_problem).
+MAX_NAME_LENGTH = 64
+_UNCARRIED = frozenset(["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
+
+
+def module_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a module, or None."""
+    if not name or len(name) > MAX_NAME_LENGTH or "." in name:
+        return (
+            f"{name!r} is not a valid module name: a name is 1-{MAX_NAME_LENGTH} characters without '.'"
+            " ('.' joins module paths, as in state_dict keys)"
+        )
+    bad = next((c for c in name if unicodedata.category(c) in _UNCARRIED), None)
+    if bad is not None:
+        return (
+            f"{name!r} is not a valid module name: it holds {bad!a} ({unicodedata.category(bad)}), a"
+            " control or invisible character that reports, errors and exported code cannot show"
         )
     if name in RESERVED_NAMES or name.startswith("__"):
-        raise ValueError(
-            f"'{name}' is reserved by torch.nn.Module (an attribute of every module); choose another name"
-        )
+        return f"{name!r} is reserved by torch.nn.Module (an attribute of every module); choose another name"
+    return None
+
+
+def check_module_name(name: str) -> str:
+    """A name a spec gives a module: any text nn.Module.add_module takes (module_name_problem)."""
+    problem = module_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
     return name
 
 
+def graph_name_problem(name: str) -> str | None:
+    """Why `name` (one part of a module path) cannot name a module of a graph list, or None. torch.fx
+    writes the forward of a graph list as Python source: `self.NAME` where NAME is an identifier (so a
+    keyword, or a name Python's NFKC normalisation changes, `ﬁ` -> `fi`, would be another attribute or
+    a syntax error), else `getattr(self, "NAME")` without escaping (so a quote or backslash would
+    break out of the string)."""
+    problem = module_name_problem(name)
+    if problem is not None:
+        return problem
+    if keyword.iskeyword(name):
+        return (
+            f"{name!r} cannot name a module of a list that uses references: it is a Python keyword, and"
+            f" torch.fx writes it as the attribute `self.{name}`"
+        )
+    if name.isidentifier() and unicodedata.normalize("NFKC", name) != name:
+        return (
+            f"{name!r} cannot name a module of a list that uses references: torch.fx writes it as the"
+            f" attribute `self.{name}`, which Python reads as {unicodedata.normalize('NFKC', name)!r}"
+        )
+    quote = next((c for c in name if c in '\\"'), None)
+    if quote is not None:
+        return (
+            f"{name!r} cannot name a module of a list that uses references: torch.fx writes it into a"
+            f" string literal of the generated forward without escaping, so it may not hold {quote}"
+        )
+    return None
+
+
 ModuleName = Annotated[str, AfterValidator(check_module_name)]
-
-# A child of an nn.Sequential (a stage's blocks) is reached by its name as text, never as an attribute
-# (`add_module`, `getattr`), so it may also hold '-': torchvision's RegNet names its blocks `block1-0`.
-CHILD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
-
-
-def check_child_name(name: str) -> str:
-    """A name for a child of an nn.Sequential: a module name, or one with '-' in it."""
-    if CHILD_NAME.fullmatch(name) and not IDENTIFIER.fullmatch(name):
-        return name
-    return check_module_name(name)
 
 
 # Counts are strict: YAML's `true` or `2.0` where a count is meant is a mistake, not 1 or 2
@@ -289,6 +329,9 @@ class LayerKind:
     # in eval mode its output is its input or a view of it (flatten, identity, dropout): it allocates
     # nothing and keeps its input's memory alive (peak activation memory, memory.py)
     aliases_input: ClassVar[bool] = False
+    # the merge kind (merge.py) an item of this kind is when its `from:` names several outputs
+    # (`upsample: {from: [x, other], size: like}` is `upsample_like`); None: it reads one
+    merge_form: ClassVar[str | None] = None
 
     def infer(self, p: Any, x: Shape) -> Shape:
         return x

@@ -25,6 +25,9 @@ from .call import Arg, Call, InitStep, collapse
 from .init_schemes import DEFAULT_INIT, InitScheme, weight_init
 
 Init = InitScheme  # a layer's `init:`: a scheme name or `{name: {arguments}}` (layers/init_schemes.py)
+# the norm layer a conv's `norm:` puts after it, as torchvision's `norm_layer=` (detection backbones:
+# FrozenBatchNorm2d); a projection shortcut follows the spec's default (lower/shortcut.py)
+Norm = Literal["none", "batchnorm", "frozen_batchnorm"]
 Activation = Literal[
     "none", "relu", "relu6", "leaky_relu", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu"
 ]
@@ -40,7 +43,7 @@ class ConvParams(LayerParams):
     dilation: Pair = 1
     groups: PositiveInt | Literal["depthwise"] = 1
     bias: bool | None = Field(None, description="default: true unless `norm` is set")
-    norm: Literal["none", "batchnorm"] = "none"
+    norm: Norm = Field("none", description="a norm after it; a projection shortcut has the default's")
     act: Activation = "none"
     init: Init = Field(DEFAULT_INIT, description="weight init: a scheme or {scheme: {arguments}}")
 

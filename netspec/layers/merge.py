@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator
 
-from .base import IDENTIFIER, Cost, LayerKind, LayerParams, Shape, ShapeError, numel
+from .base import IDENTIFIER, IDENTITY_WINDOW, Cost, LayerKind, LayerParams, Shape, ShapeError, Window, numel
 from .call import Call
 
 if TYPE_CHECKING:
@@ -55,6 +55,9 @@ class MergeKind(LayerKind):
     # the merge may write into its first input when autograd does not keep it (`out += shortcut`)
     accumulates: ClassVar[bool] = False
     verb: ClassVar[str] = ""  # for messages: "cannot add 3x4x4 and 5x4x4"
+    # the last inputs it reads for their shape only (an upsample to another output's size): they add
+    # nothing to its receptive field
+    shape_only_inputs: ClassVar[int] = 0
 
     def infer(self, p: Any, x: Shape) -> Shape:
         raise ShapeError(f"`{self.name}` merges several outputs: give it `from: [a, b, ...]`")
@@ -73,6 +76,10 @@ class MergeKind(LayerKind):
 
     def merge_cost(self, shapes: Sequence[Shape], y: Shape) -> Cost:
         return Cost(flops=numel(y) * (len(shapes) - 1)) if self.elementwise else Cost()
+
+    def merge_window(self, shapes: Sequence[Shape], y: Shape) -> Window:
+        """How its output's positions map the first input's (the receptive field): one to one."""
+        return IDENTITY_WINDOW
 
     def merge_scratch(self, shapes: Sequence[Shape], y: Shape) -> int:
         """Elements its op holds beside its output at its fullest (for the default `ops`)."""

@@ -1,4 +1,6 @@
-"""Layers that enlarge a feature map: upsampling (FPN's nearest, bilinear) and transposed convolution.
+"""Layers that enlarge a feature map: upsampling (FPN's nearest, bilinear), upsampling to the size of
+another output (`upsample_like`, written `upsample: {from: [top, lateral], size: like}`) and transposed
+convolution.
 
 Their receptive-field window is in input pixels: an output pixel of a nearest upsample reads one input
 pixel, a bilinear one two per axis, a transposed convolution's at most ceil(extent / stride). Neighbouring
@@ -8,7 +10,8 @@ which the analysis divides the jump where it divides (FPN: 32 -> 16); the stride
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -31,11 +34,19 @@ from .base import (
 from .call import Arg, Call, InitStep, collapse
 from .conv import Init
 from .init_schemes import DEFAULT_INIT, InitScheme, weight_init
+from .merge import MergeKind, MergeParams, _fmt
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+LIKE = "like"  # `size: like`: the size of the last `from:` output
 
 
 class UpsampleParams(LayerParams):
     scale: Pair | None = Field(None, description="integer scale factor (FPN: 2); or give `size`")
-    size: Pair | None = Field(None, description="output size (H, W); or give `scale`")
+    size: Pair | Literal["like"] | None = Field(
+        None, description="output size (H, W), or `like`: the last of `from: [x, other]`; or give `scale`"
+    )
     mode: Literal["nearest", "bilinear"] = "nearest"
     align_corners: bool | None = Field(None, description="bilinear only (torch's default: false)")
 
@@ -55,9 +66,14 @@ class Upsample(LayerKind):
     shorthand = "scale"
     doc = "Upsampling by an integer `scale` or to a `size`, nearest or bilinear (torch.nn.Upsample)."
 
+    # `from: [x, other]` (two outputs): the graph operation that upsamples x to other's size
+    merge_form = "upsample_like"
+
     def infer(self, p: UpsampleParams, x: Shape) -> Shape:
         c, h, w = need_map(x, self.name)
-        if p.size is not None:
+        if p.size == LIKE:
+            raise ShapeError("`size: like` takes the size of another output: give `from: [x, other]`")
+        if isinstance(p.size, (int, tuple)):
             return (c, *pair(p.size))
         s = pair(p.scale or 1)
         return (c, h * s[0], w * s[1])
@@ -69,9 +85,7 @@ class Upsample(LayerKind):
 
     def window(self, p: UpsampleParams, x: Shape) -> Window:
         taps = 1 if p.mode == "nearest" else 2
-        y = self.infer(p, x)
-        up = (y[1] // x[1] if y[1] % x[1] == 0 else 1, y[2] // x[2] if y[2] % x[2] == 0 else 1)
-        return Window((taps, taps), (1, 1), upscale=up)
+        return Window((taps, taps), (1, 1), upscale=_upscale(x, self.infer(p, x)))
 
     def describe(self, p: UpsampleParams, x: Shape, y: Shape) -> str:
         if p.scale is not None:
@@ -79,7 +93,7 @@ class Upsample(LayerKind):
         return f"upsample {p.mode} to {y[1]}x{y[2]}"
 
     def module_call(self, p: UpsampleParams, x: Shape, y: Shape, inplace: bool = False) -> Call:
-        if p.size is not None:
+        if isinstance(p.size, (int, tuple)):
             where = Arg("size", collapse(pair(p.size)), field="size")
         else:  # nn.Upsample keeps the factor as a float: write it so
             s = pair(p.scale or 1)
@@ -92,6 +106,72 @@ class Upsample(LayerKind):
                 Arg("align_corners", p.align_corners, default=None, field="align_corners"),
             ),
         )
+
+
+def _upscale(x: Shape, y: Shape) -> tuple[int, int]:
+    """The whole factor by which an upsampling from x to y divides the jump, per axis (1 where the sizes
+    are not multiples: the jump stays an upper bound)."""
+    return (y[1] // x[1] if y[1] % x[1] == 0 else 1, y[2] // x[2] if y[2] % x[2] == 0 else 1)
+
+
+class UpsampleLikeParams(MergeParams):
+    size: Literal["like"] = Field("like", description="the size of the last input (`from: [x, other]`)")
+    mode: Literal["nearest"] = Field("nearest", description="nearest only (torchvision's FPN)")
+
+
+class UpsampleLike(MergeKind):
+    """torchvision's FPN top-down step, `F.interpolate(last_inner, size=inner_lateral.shape[-2:],
+    mode="nearest")`: the first input upsampled to the second's H and W, at any input size (a factor
+    of 2 holds only where each map is exactly half the next). A graph operation like the merges (the
+    size is read from a tensor at run time; nn.Upsample fixes it at construction): no module, no
+    state_dict entry. Its values come from the first input only: the second adds nothing to the
+    receptive field."""
+
+    name = "upsample_like"
+    Params = UpsampleLikeParams
+    prefix = "upsample"
+    doc = (
+        "Nearest upsampling of the first output to the H and W of the second (`from: [x, other]`; "
+        "written `upsample: {from: [x, other], size: like}`), as torchvision's FPN interpolates."
+    )
+    elementwise = False
+    shape_only_inputs: ClassVar[int] = 1
+    verb = "upsample"
+
+    def infer_merge(self, shapes: Sequence[Shape]) -> Shape:
+        if len(shapes) != 2:
+            raise ShapeError(
+                f"`upsample` to another's size reads two outputs (`from: [x, other]`), got {len(shapes)}"
+            )
+        x, like = shapes
+        if len(x) != 3 or len(like) != 3:
+            raise ShapeError(f"cannot upsample {_fmt(x)} to the size of {_fmt(like)}: both must be maps")
+        if like[1] < x[1] or like[2] < x[2]:
+            raise ShapeError(f"cannot upsample {_fmt(x)} to the smaller size of {_fmt(like)}")
+        return (x[0], like[1], like[2])
+
+    def merge_cost(self, shapes: Sequence[Shape], y: Shape) -> Cost:
+        # fvcore's upsample_nearest2d handle: 1 per output element (as `upsample`'s)
+        return Cost(macs=numel(y), flops=2 * numel(y))
+
+    def merge_window(self, shapes: Sequence[Shape], y: Shape) -> Window:
+        return Window((1, 1), (1, 1), upscale=_upscale(shapes[0], y))
+
+    def ops(self, shapes: Sequence[Shape], y: Shape) -> list[tuple[int, tuple[int, ...]]]:
+        return [(numel(y), (0, 1))]  # reads the second input's shape: it stays alive until here
+
+    def combine(self, xs: Sequence[Tensor]) -> Tensor:
+        import torch
+
+        x, like = xs
+        return torch.nn.functional.interpolate(x, size=like.shape[-2:], mode="nearest")
+
+    def source(self, args: Sequence[str]) -> str:
+        x, like = args
+        return f'torch.nn.functional.interpolate({x}, size={like}.shape[-2:], mode="nearest")'
+
+    def describe(self, p: UpsampleLikeParams, x: Shape, y: Shape) -> str:
+        return f"upsample nearest to {y[1]}x{y[2]}"
 
 
 class ConvTransposeParams(LayerParams):

@@ -8,20 +8,20 @@ then the `after` layers.
 
 from __future__ import annotations
 
-from collections import ChainMap
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
 from ..errors import did_you_mean
+from ..expr import Scope
 from ..ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
 from ..layers import KINDS
 from ..layers.base import Shape
 from ..layers.composites import TABLE
 from ..layers.merge import MergeKind
-from ..spec import BlockDef, Spec
+from ..spec import BlockDef, NamedBranch, Spec
 from .context import BadValueError, Lowering
 from .cursor import Cursor, Lowered, NameClashError, NameStyle, Src
 from .graph import finish_list
@@ -36,7 +36,6 @@ _TYPE_NAMES: dict[str, type | tuple[type, ...]] = {
     "bool": bool,
     "str": str,
 }
-Scope = ChainMap[str, Any]
 
 
 @dataclass(frozen=True)
@@ -235,10 +234,16 @@ def _parallel(ctx: Lowering, use: BlockUse, inside: Cursor, src: Src) -> Lowered
     block, x = use.definition, inside.shape
     assert x is not None
     branches: list[SeqNode] = []
-    for i, items in enumerate(block.branches or []):
-        bname = inside.names.assign("branch", None)
+    for i, written in enumerate(block.branches or []):
         bsrc = (*use.def_src, "branches", i)
-        nodes, y = ctx.lower_sequence(ctx, items, inside.child(bname).located(bsrc))
+        named = written if isinstance(written, NamedBranch) else None
+        try:
+            bname = inside.names.assign("branch", named.name if named else None)
+        except NameClashError as clash:
+            ctx.problem(f"module name '{clash}' is used twice in '{inside.where}'", (*bsrc, "name"))
+            return [], None
+        items, at = (named.layers, (*bsrc, "layers")) if named else (written, bsrc)
+        nodes, y = ctx.lower_sequence(ctx, items, inside.child(bname).located(at))
         if y is None:
             return [], None
         branch = SeqNode(bname, inside.path(bname), x, y, bsrc, inside.section, nodes, "branch")
@@ -278,8 +283,7 @@ def bind(ctx: Lowering, use: BlockUse, cur: Cursor) -> Scope | None:
     vars, over the globals (or, for an inline composite, the caller's scope; chained, not copied: a
     spec's vars are not copied again at every use)."""
     outer = use.outer if use.outer is not None else ctx.globals
-    # a ChainMap writes only to its first map: the outer scope is read, never changed
-    scope: Scope = ChainMap({}, cast(MutableMapping[str, Any], outer))
+    scope = Scope({}, outer)  # (it writes only its own names: the outer scope is read, never changed)
     if not _bind_args(ctx, use, cur.src, scope):
         return None
     x = cur.shape

@@ -60,6 +60,10 @@ class Budget:
                 )
             )
 
+    def fits(self, units: int) -> bool:
+        """Whether `units` more work stay within the budget (work measured before, done again)."""
+        return self.work + units <= self.max_work
+
     def add_layer(self, params: int, path: str, src: Src) -> None:
         self.layers += 1
         self.params += params

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..ir import Node
 from ..layers.base import Shape
@@ -23,10 +23,9 @@ class NameClashError(Exception):
     """A module name is used twice in one parent (the message is the name)."""
 
 
-@dataclass(frozen=True)
-class Ref:
+class Ref(NamedTuple):
     """What a name in a graph list reads: the output of child `node` (or INPUT), its shape, where the
-    item that made it is written."""
+    item that made it is written. (A tuple: one is made for every node lowered.)"""
 
     node: str
     shape: Shape
@@ -53,29 +52,40 @@ class Namespace:
     failed: set[str] = field(default_factory=set)  # names of items whose problems are reported
     skipped: set[str] = field(default_factory=set)  # names of items left out by their `when:`
 
-    def assign(self, prefix: str, explicit: str | None) -> str:
+    def assign(self, prefix: str, explicit: str | None, holder: str = "") -> str:
+        """A child's name: `explicit`, else the next of its kind (`bn1`), under `holder` where given
+        (the sugar siblings of a module at a dotted path sit beside it: `body.conv1` -> `body.bn1`)."""
         if explicit is None and self.pending is not None:
             explicit, self.pending = self.pending, None
+        if explicit is None and holder:
+            explicit = self._next(prefix, f"{holder}.")
         if explicit is not None:
             name = explicit
-            if name in self.holders or any(h in self.names for h in holder_paths(name)):
+            if name in self.holders:
                 raise NameClashError(name)
-            self.holders.update(holder_paths(name))
+            if "." in name:  # (only a dotted name has holders: most names are not)
+                holders = holder_paths(name)
+                if any(h in self.names for h in holders):
+                    raise NameClashError(name)
+                self.holders.update(holders)
         elif self.style == "numbered":
             name = str(self.count)
         else:
-            # relu6 -> relu6_1, not relu61
-            sep = "_" if prefix[-1].isdigit() else ""
-            n = self.counters.get(prefix, 0) + 1
-            while f"{prefix}{sep}{n}" in self.names:
-                n += 1
-            self.counters[prefix] = n
-            name = f"{prefix}{sep}{n}"
+            name = self._next(prefix)
         if name in self.names:
             raise NameClashError(name)
         self.names.add(name)
         self.count += 1
         return name
+
+    def _next(self, prefix: str, under: str = "") -> str:
+        # relu6 -> relu6_1, not relu61
+        sep = "_" if prefix[-1].isdigit() else ""
+        n = self.counters.get(prefix, 0) + 1
+        while f"{under}{prefix}{sep}{n}" in self.names:
+            n += 1
+        self.counters[prefix] = n
+        return f"{under}{prefix}{sep}{n}"
 
 
 def holder_paths(name: str) -> list[str]:
@@ -108,6 +118,10 @@ class Cursor:
     def at_item(self, index: int, shape: Shape | None) -> Cursor:
         """The cursor at item `index` of the current list, fed `shape`."""
         return _cursor(shape, self.scope, (*self.src, index), self.section, self.parent, self.names, self.own)
+
+    def moved(self, src: Src, shape: Shape | None) -> Cursor:
+        """The cursor at `src`, fed `shape` (two moves in one)."""
+        return _cursor(shape, self.scope, src, self.section, self.parent, self.names, self.own)
 
     def located(self, src: Src) -> Cursor:
         return _cursor(self.shape, self.scope, src, self.section, self.parent, self.names, self.own)

@@ -10,7 +10,6 @@ so every container stays a module with one input. A name stands for its item's o
 
 from __future__ import annotations
 
-import keyword
 from collections.abc import Callable, Mapping
 from itertools import pairwise
 from typing import Any
@@ -19,7 +18,7 @@ from ..errors import did_you_mean
 from ..expr import has_expression
 from ..ir import INPUT, LayerNode, Node, SeqNode
 from ..layers import KINDS
-from ..layers.base import RESERVED_NAMES, Shape
+from ..layers.base import Shape, graph_name_problem
 from ..layers.merge import MergeKind
 from ..source import locate
 from .context import BadValueError, Lowering
@@ -28,11 +27,9 @@ from .primitive import bindings, layer_params, merge_node
 from .shapes import fmt
 
 FROM = "from"
-# a component of a dotted name: what a torch module path can hold and FX's codegen can write
-_COMPONENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 ItemLowerer = Callable[[Lowering, Any, Cursor], Lowered]
 
-__all__ = ["FROM", "declare", "finish_list", "lower_linked", "model_outputs"]
+__all__ = ["FROM", "declare", "finish_list", "lower_linked", "model_outputs", "publish"]
 
 
 def _params(item: Any) -> Mapping[str, Any] | None:
@@ -46,35 +43,51 @@ def _params(item: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
-def declare(ns: Namespace, items: Any, src: Src, input_shape: Shape | None) -> None:
+def declare(
+    ns: Namespace, items: Any, src: Src, input_shape: Shape | None, memo: dict[Any, Any] | None = None
+) -> None:
     """Before a list is lowered: the names its items declare, whether it references (a graph list),
     and what `input` reads."""
     if input_shape is not None and INPUT not in ns.refs:
         ns.refs[INPUT] = Ref(INPUT, input_shape, src)
     if not isinstance(items, list):
         return
-    for i, item in enumerate(items):
-        params = _params(item)
-        if params is None:
-            continue
-        name = params.get("name")
-        if isinstance(name, str) and "${" not in name:
-            ns.declared.setdefault(name, (*src, i))
-        if FROM in params:
-            ns.graph = True
+    names, references = _declarations(items, memo)
+    for name, i in names:
+        ns.declared.setdefault(name, (*src, i))
+    if references:
+        ns.graph = True
+
+
+def _declarations(items: list[Any], memo: dict[Any, Any] | None) -> tuple[list[tuple[str, int]], bool]:
+    """The names a list's items declare (with their places) and whether one uses `from:`: read once per
+    run with a `memo` (a block's body is declared at every use of the block)."""
+    key = ("declared", id(items))
+    known = memo.get(key) if memo is not None else None
+    if known is None:
+        names: list[tuple[str, int]] = []
+        references = False
+        for i, item in enumerate(items):
+            params = _params(item)
+            if params is None:
+                continue
+            name = params.get("name")
+            if isinstance(name, str) and "${" not in name:
+                names.append((name, i))
+            if FROM in params:
+                references = True
+        known = (items, names, references)  # (holding the list keeps its id unique for the run)
+        if memo is not None:
+            memo[key] = known
+    return known[1], known[2]
 
 
 def _dotted_problem(name: str) -> str | None:
     """Why a dotted name cannot name a module, or None."""
     for part in name.split("."):
-        if not part or len(part) > 64 or not set(part) <= _COMPONENT_CHARS:
-            return (
-                f"'{name}' is not a usable module path: each dotted part is 1-64 letters, digits, '_' or '-'"
-            )
-        if keyword.iskeyword(part):
-            return f"'{part}' in '{name}' is a Python keyword, which no module path can hold"
-        if part in RESERVED_NAMES or part.startswith("__"):
-            return f"'{part}' in '{name}' is reserved by torch.nn.Module; choose another name"
+        problem = graph_name_problem(part)
+        if problem is not None:
+            return f"in the module path {name!r}: {problem}"
     return None
 
 
@@ -91,15 +104,20 @@ def lower_linked(ctx: Lowering, item: Any, cur: Cursor, lower: ItemLowerer) -> L
     """One item of a list, reading what its `from:` names (else the previous output), its output made
     visible under its name."""
     name, new, y = _linked(ctx, item, cur, lower)
-    if not isinstance(name, str):
-        _make_visible(cur.names, new, y, cur.src, explicit=False)
-    elif y is None:
-        cur.names.failed.add(name)  # its problem is reported: a reference to it adds none
-    elif not new:
-        cur.names.skipped.add(name)  # its `when:` is false
-    else:
-        _make_visible(cur.names, new, y, cur.src, explicit=True)
+    publish(cur.names, name, new, y, cur.src)
     return new, y
+
+
+def publish(ns: Namespace, name: Any, new: list[Node], y: Shape | None, src: Src) -> None:
+    """What an item (written at `src`, named `name`) made, visible to the later items of its list."""
+    if not isinstance(name, str):
+        _make_visible(ns, new, y, src, explicit=False)
+    elif y is None:
+        ns.failed.add(name)  # its problem is reported: a reference to it adds none
+    elif not new:
+        ns.skipped.add(name)  # its `when:` is false
+    else:
+        _make_visible(ns, new, y, src, explicit=True)
 
 
 def _linked(
@@ -143,8 +161,10 @@ def _linked(
         rest = _without(item, params, taken)
         kind = next(iter(rest)) if isinstance(rest, Mapping) and len(rest) == 1 else None
         merge = KINDS.get(kind) if isinstance(kind, str) else None
-        if isinstance(merge, MergeKind) and refs is not None:
-            new, y = _merge(ctx, merge, rest[kind], cur.at(merge.name), refs)
+        if merge is not None and merge.merge_form is not None and refs is not None and len(refs) > 1:
+            merge = KINDS.get(merge.merge_form)  # `upsample: {from: [x, other], size: like}`
+        if isinstance(merge, MergeKind) and isinstance(kind, str) and refs is not None:
+            new, y = _merge(ctx, merge, rest[kind], cur.at(kind), refs)
         else:
             if refs is not None and len(refs) > 1:
                 ctx.problem(
@@ -168,8 +188,10 @@ def _name_src(item: Any, params: Mapping[str, Any], src: Src) -> Src:
 
 def _make_visible(ns: Namespace, new: list[Node], y: Shape | None, src: Src, explicit: bool) -> None:
     """Each new node's output under its name; an explicitly named item's output under its name."""
+    refs = ns.refs
     for node in new:
-        ns.refs.setdefault(node.name, Ref(node.name, node.out_shape, src))
+        if node.name not in refs:
+            refs[node.name] = Ref(node.name, node.out_shape, src)
     if explicit and new and y is not None:
         ns.refs[new[0].name] = Ref(new[-1].name, y, src)
 
@@ -259,6 +281,10 @@ def finish_list(ctx: Lowering, node: SeqNode) -> SeqNode:
     node.graph = node.graph or node.outputs is not None or any(c.inputs or "." in c.name for c in kids)
     if not node.graph:
         return node
+    for child in kids:  # torch.fx writes these names into the forward's source
+        problem = None if is_merge(child) or "." in child.name else graph_name_problem(child.name)
+        if problem is not None:
+            ctx.problem(problem, child.src)
     used = {i for c in kids for i in c.inputs}
     for prev, child in pairwise(kids):
         if isinstance(child, LayerNode) and child.inplace and prev.name in used:

@@ -33,30 +33,52 @@ def bindings(params: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
+# the layers a layer item stands for: (kind, parameters, bindings) of the layer, then of the siblings its
+# sugar adds (conv's `norm`/`act`)
+Expansion = list[tuple[str, Any, dict[str, str]]]
+
+
 def lower_layer(
     ctx: Lowering, kind: str, values: dict[str, Any], cur: Cursor, bound: dict[str, str]
 ) -> Lowered:
     """A primitive layer item: the layer, then the siblings its sugar adds, in order."""
-    p = layer_params(ctx, kind, values, cur.src)
-    if p is None:
+    layers = expansion(ctx, kind, values, cur.src, bound)
+    if layers is None:
         return [], None
+    return layer_nodes(ctx, layers, cur)
+
+
+def expansion(
+    ctx: Lowering, kind: str, values: dict[str, Any], src: Src, bound: dict[str, str]
+) -> Expansion | None:
+    """The layers an item of `kind` with `values` stands for, validated; None after a problem."""
+    p = layer_params(ctx, kind, values, src)
+    if p is None:
+        return None
     expand_key = ("expand", kind, id(p))  # (the entry holds p: its id stays unique for the run)
     known = ctx.memo.get(expand_key)
     if known is None:
         known = ctx.memo[expand_key] = (p, KINDS[kind].expand(p))
     own, followers = known[1]
-    expanded: list[tuple[str, Any, dict[str, str]]] = [(kind, own, bound)]
+    layers: Expansion = [(kind, own, bound)]
     for follower in followers:
-        fp = layer_params(ctx, follower, {}, cur.src)
+        fp = layer_params(ctx, follower, {}, src)
         if fp is None:
-            return [], None
-        expanded.append((follower, fp, {}))
+            return None
+        layers.append((follower, fp, {}))
+    return layers
+
+
+def layer_nodes(ctx: Lowering, layers: Expansion, cur: Cursor) -> Lowered:
+    """The nodes of an item's layers at the cursor, each fed the shape the previous one gives."""
     nodes: list[Node] = []
     x = cur.shape
-    for k, params, b in expanded:
+    for k, params, b in layers:
         if x is None:
             return nodes, None
-        node = layer_node(ctx, k, params, cur if x is cur.shape else cur.with_shape(x), b)
+        # the sugar's siblings of a module at a dotted path sit beside it, under its holder
+        holder = nodes[0].name.rpartition(".")[0] if nodes else ""
+        node = layer_node(ctx, k, params, cur, b, x, holder)
         if node is None:
             return nodes, None
         nodes.append(node)
@@ -97,13 +119,23 @@ def _params_key(kind: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
     return tuple(key)
 
 
-def layer_node(ctx: Lowering, kind: str, p: Any, cur: Cursor, bound: dict[str, str]) -> LayerNode | None:
-    """One layer at the cursor: named in its parent, its output shape inferred, its cost counted."""
+def layer_node(
+    ctx: Lowering,
+    kind: str,
+    p: Any,
+    cur: Cursor,
+    bound: dict[str, str],
+    x: Shape | None = None,
+    holder: str = "",
+) -> LayerNode | None:
+    """One layer at the cursor, fed `x` (default: the cursor's shape): named in its parent (under
+    `holder`, a dotted path's, where given), its output shape inferred, its cost counted."""
     layer = KINDS[kind]
-    src, x = cur.src, cur.shape
+    src = cur.src
+    x = cur.shape if x is None else x
     assert x is not None
     try:
-        name = cur.names.assign(layer.prefix, p.name)
+        name = cur.names.assign(layer.prefix, p.name, holder)
     except NameClashError as clash:
         ctx.problem(f"module name '{clash}' is used twice in '{cur.where}'", src)
         return None
@@ -176,13 +208,23 @@ def merge_node(
         kind=kind.name,
         params=p,
         cost=kind.merge_cost(shapes, y),
+        window=kind.merge_window(shapes, y),
         in_shapes=tuple(shapes),
         bindings=bound,
     )
 
 
 def _init_scheme(ctx: Lowering, kind: str, p: Any) -> InitScheme:
-    """The layer's own `init:`, else the spec's `init:` default for its kind, else PyTorch's own."""
+    """The layer's own `init:`, else the spec's `init:` default for its kind, else PyTorch's own (worked
+    out once per run for each parameter model: a kind without `init` makes pydantic raise inside)."""
+    key = ("init", kind, id(p))
+    known = ctx.memo.get(key)
+    if known is None:
+        known = ctx.memo[key] = (p, _own_or_default_init(ctx, kind, p))  # holding p keeps its id unique
+    return known[1]
+
+
+def _own_or_default_init(ctx: Lowering, kind: str, p: Any) -> InitScheme:
     own = getattr(p, "init", DEFAULT_INIT)
     if not isinstance(own, InitScheme):  # a plug-in's `init` field may hold a name of its own
         own = InitScheme(str(own))

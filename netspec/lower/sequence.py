@@ -5,18 +5,20 @@ MAX_BLOCK_NESTING deep."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import did_you_mean
+from ..expr import has_expression, names_read, values_key
 from ..ir import LayerNode, Node
 from ..layers import KINDS
 from ..layers.composites import COMPOSITES
 from .blocks import BlockUse, expand_block, lower_composite
 from .context import BadValueError, Lowering
 from .cursor import Cursor, Lowered, Src
-from .graph import declare, lower_linked
+from .graph import FROM, declare, lower_linked, publish
 from .inplace import can_run_inplace
-from .primitive import bindings, lower_layer
+from .primitive import Expansion, bindings, expansion, layer_nodes, lower_layer
 
 MAX_BLOCK_NESTING = 32  # blocks used as layers inside blocks; a self-using block must stop by `when`
 _SCALAR = "\0scalar"  # marks `kind: value` for a kind that takes no scalar
@@ -52,11 +54,17 @@ def lower_sequence(ctx: Lowering, items: Any, cur: Cursor) -> Lowered:
     if not isinstance(items, list):
         ctx.problem("expected a list of layers", cur.src)
         return [], None
-    declare(cur.names, items, cur.src, cur.shape)
+    declare(cur.names, items, cur.src, cur.shape, ctx.memo)
     nodes: list[Node] = []
     x = cur.shape
     for i, item in enumerate(items):
-        new, x = lower_linked(ctx, item, cur.at_item(i, x), lower_item)
+        layer = LayerItem.of(ctx, item)
+        if layer is not None and layer.plain:  # (what lower_linked does for it, shorter)
+            src = (*cur.src, i)
+            new, x = layer.lower_at(ctx, src, cur.moved(layer.part(src), x))
+            publish(cur.names, layer.name, new, x, src)
+        else:
+            new, x = lower_linked(ctx, item, cur.at_item(i, x), lower_item)
         for node in new:
             prev = nodes[-1] if nodes else None
             # (an input read by name may be read again: finish_list also checks the previous output)
@@ -66,8 +74,102 @@ def lower_sequence(ctx: Lowering, items: Any, cur: Cursor) -> Lowered:
     return nodes, x
 
 
+@dataclass(slots=True)
+class LayerItem:
+    """A primitive layer item without `when:`, read once per run (a block's body is lowered at every use
+    of the block): its kind, its parameters as written and their `${name}` bindings, and, where no value
+    holds an expression, the layers it stands for, validated at its first use."""
+
+    item: Any  # (held: its id keys the memo, so it stays unique for the run)
+    kind: str
+    params: dict[str, Any]
+    bound: dict[str, str]
+    constant: bool
+    name: Any  # its `name:` as written
+    plain: bool  # no `from:`, and a name that is neither computed nor dotted: it reads the previous output
+    reads: tuple[str, ...] | None  # the names its values' expressions read (None: not known)
+    layers: Expansion | None = None  # a constant item's layers
+    # the layers for the values of the names it reads, and the work their expressions took
+    by_inputs: dict[tuple[Any, ...], tuple[Expansion, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, ctx: Lowering, item: Any) -> LayerItem | None:
+        """The item's reading, remembered for the run; None where it is not such an item."""
+        key = ("item", id(item))
+        known = ctx.memo.get(key)
+        if known is None:
+            known = ctx.memo[key] = (item, cls._read(item))
+        return known[1]
+
+    @classmethod
+    def _read(cls, item: Any) -> LayerItem | None:
+        try:
+            kind, params = split_item(item)
+        except ValueError:
+            return None
+        if kind not in KINDS or "when" in params or _SCALAR in params:
+            return None  # (lower_item's general path reads it, and reports what is wrong)
+        constant = not any(isinstance(v, list) or has_expression(v) for v in params.values())
+        name = params.get("name")
+        plain = FROM not in params and not (isinstance(name, str) and (has_expression(name) or "." in name))
+        return cls(item, kind, params, bindings(params), constant, name, plain, _reads(params))
+
+    def lower(self, ctx: Lowering, cur: Cursor) -> Lowered:
+        """lower_item's path for a layer: the same work counted, the same values, problems and nodes."""
+        return self.lower_at(ctx, cur.src, cur.moved(self.part(cur.src), cur.shape))
+
+    def part(self, src: Src) -> Src:
+        """Where the parameters of the item written at `src` are (a bare word has none of its own)."""
+        return src if isinstance(self.item, str) else (*src, self.kind)
+
+    def lower_at(self, ctx: Lowering, src: Src, at: Cursor) -> Lowered:
+        """The item written at `src`, its parameters at `at`."""
+        ctx.budget.spend(1 + len(self.params), src)
+        if self.layers is not None:
+            return layer_nodes(ctx, self.layers, at)
+        key = values_key(self.reads, at.scope) if self.reads is not None else None
+        known = self.by_inputs.get(key) if key is not None else None
+        if known is not None and ctx.budget.fits(known[1]):  # (else: stop where the work passes it)
+            ctx.budget.spend(known[1], at.src)
+            return layer_nodes(ctx, known[0], at)
+        before = ctx.budget.work
+        try:
+            values = {
+                k: ctx.value(v, at.scope, (*at.src, k)) if isinstance(v, str | list) else v
+                for k, v in self.params.items()
+            }
+        except BadValueError as bad:
+            ctx.problem(bad.message, bad.src, bad.hint)
+            return [], None
+        layers = expansion(ctx, self.kind, values, at.src, self.bound)
+        if layers is None:
+            return [], None
+        if self.constant:  # the same layers at every use
+            self.layers = layers
+        elif key is not None:  # the same layers wherever the names it reads have these values
+            self.by_inputs[key] = (layers, ctx.budget.work - before)
+        return layer_nodes(ctx, layers, at)
+
+
+def _reads(params: dict[str, Any]) -> tuple[str, ...] | None:
+    """The names the expressions in a layer's values read; None where that is not known (a list)."""
+    names: set[str] = set()
+    for value in params.values():
+        if isinstance(value, list):
+            return None
+        if has_expression(value):
+            read = names_read(value)
+            if read is None:
+                return None
+            names.update(read)
+    return tuple(sorted(names))
+
+
 def lower_item(ctx: Lowering, item: Any, cur: Cursor) -> Lowered:
     """One item of a sequence (a layer, a composite or a block), unless its `when:` is false."""
+    layer = LayerItem.of(ctx, item)
+    if layer is not None:
+        return layer.lower(ctx, cur)
     try:
         kind, params = split_item(item)
     except ValueError as exc:
@@ -84,7 +186,7 @@ def lower_item(ctx: Lowering, item: Any, cur: Cursor) -> Lowered:
         if kind in KINDS:
             # (only text and lists can hold expressions: other values need no call)
             values = {
-                k: ctx.value(v, cur.scope, (*at.src, k)) if isinstance(v, str | list) else v
+                k: ctx.value(v, at.scope, (*at.src, k)) if isinstance(v, str | list) else v
                 for k, v in params.items()
             }
             return lower_layer(ctx, kind, values, at, bindings(params))

@@ -10,13 +10,14 @@ al. 2018, Fig. 2c), MobileNet v2's residual only where input and output shapes a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum, auto
-from typing import Any
+from typing import Any, get_args
 
 from ..ir import SeqNode
 from ..layers.base import Shape
-from ..layers.conv import Conv
+from ..layers.conv import Conv, Norm
 from ..layers.misc import ChannelPad
 from ..layers.norm import BatchNorm
 from ..layers.pool import AvgPool
@@ -97,21 +98,30 @@ def _refuse(reason: str, hint: str | None = None) -> ShortcutPlan:
     return ShortcutPlan(Build.ERROR, reason=reason, hint=hint)
 
 
-# generated shortcut convs ignore the spec's conv defaults: they are conv + BN by definition
+# generated shortcut convs ignore the spec's conv defaults: they are conv + norm by definition (the norm's
+# kind is the default conv norm's, projection_norm)
 _PLAIN_CONV = {"bias": False, "norm": "none", "act": "none", "padding": 0, "dilation": 1, "groups": 1}
 
 
-def shortcut_layers(plan: ShortcutPlan) -> list[dict[str, Any]]:
-    """A built shortcut as spec layer items."""
+def projection_norm(defaults: Mapping[str, Mapping[str, Any]]) -> str:
+    """The norm kind after a projection's 1x1 conv: the spec's default conv `norm:` (`defaults: conv:
+    {norm: frozen_batchnorm}`), as torchvision's `norm_layer=` sets the norm of a ResNet's downsample
+    too; batch norm where the default has none (the paper's projection is conv + BN)."""
+    norm = defaults.get(Conv.name, {}).get("norm")
+    return norm if isinstance(norm, str) and norm in get_args(Norm) and norm != "none" else BatchNorm.name
+
+
+def shortcut_layers(plan: ShortcutPlan, norm: str = BatchNorm.name) -> list[dict[str, Any]]:
+    """A built shortcut as spec layer items (`norm`: the kind of a projection's norm)."""
     s, c = plan.stride, plan.out
     if plan.build == Build.ZERO_PAD:
         return [{ChannelPad.name: {"out": c, "stride": s}}]
     if plan.build == Build.AVGPOOL_PROJECTION:
         pool = {"kernel": s, "stride": s, "ceil_mode": True, "count_include_pad": False}
         conv = {"out": c, "kernel": 1, **_PLAIN_CONV}
-        return [{AvgPool.name: pool}, {Conv.name: conv}, {BatchNorm.name: {}}]
+        return [{AvgPool.name: pool}, {Conv.name: conv}, {norm: {}}]
     conv = {"out": c, "kernel": 1, "stride": s, **_PLAIN_CONV}
-    return [{Conv.name: conv}, {BatchNorm.name: {}}]
+    return [{Conv.name: conv}, {norm: {}}]
 
 
 def lower_shortcut(
@@ -135,7 +145,8 @@ def lower_shortcut(
         return "none", None
     if plan.build == Build.IDENTITY:
         return block.merge, None
-    node = _module(ctx, inside, block, shortcut_layers(plan), f"{mode} shortcut failed for input {fmt(x)}")
+    items = shortcut_layers(plan, projection_norm(ctx.defaults))
+    node = _module(ctx, inside, block, items, f"{mode} shortcut failed for input {fmt(x)}")
     if merge_kind(block.merge).elementwise and node.out_shape != y:  # the spec's defaults changed a layer
         raise BadValueError(f"{mode} shortcut gives {fmt(node.out_shape)} but the body gives {fmt(y)}", src)
     return block.merge, node

@@ -7,16 +7,16 @@ element (several names: zipped lists), each with its element in scope: a design 
 
 from __future__ import annotations
 
-from collections import ChainMap
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import did_you_mean
+from ..expr import Scope
 from ..ir import INPUT, Node, SeqNode
-from ..layers.base import check_child_name, check_module_name
+from ..layers.base import check_module_name
 from ..spec import BlockDef, Spec, StageSpec
 from .blocks import BlockUse, expand_block
 from .context import BadValueError, Lowering
@@ -25,7 +25,7 @@ from .graph import ItemLowerer, declare, finish_list, lower_linked, model_output
 from .sequence import lower_item, lower_sequence
 from .shapes import fmt
 
-_STAGE_KEYS = ("block", "depth", "repeat", "name", "inline")  # evaluated once, not per block
+_STAGE_KEYS = ("block", "depth", "repeat", "name", "inline", "container")  # evaluated once, not per block
 FOREACH = "foreach"
 # names a stage's blocks see: a foreach variable of the same name would be hidden, so it is refused
 _BLOCK_NAMES = ("index", "block_index", "num_blocks")
@@ -172,9 +172,37 @@ def lower_stage(
         return [], None
     x = cur.shape or ()
     container = SeqNode(name, cur.path(name), x, x, cur.src, cur.section, role="stage")
-    container.children, y = _repeat(ctx, stage, block, cur.child(name), blocks or NetworkBlocks(stage.depth))
+    container.children, y = _stage_body(
+        ctx, stage, block, cur.child(name), blocks or NetworkBlocks(stage.depth)
+    )
     container.out_shape = y or container.in_shape
-    return [container], y
+    return [finish_list(ctx, container)], y
+
+
+def _stage_body(
+    ctx: Lowering, stage: StageSpec, block: BlockDef, inside: Cursor, blocks: NetworkBlocks
+) -> Lowered:
+    """A stage's children: its `before` layers, then its blocks, which a `container` holds in a child
+    nn.Sequential of that name (timm's `stages.2.downsample` and `stages.2.blocks.1`)."""
+    nodes: list[Node] = []
+    y = inside.shape
+    if stage.before:
+        nodes, y = lower_sequence(ctx, stage.before, inside.at("before"))
+        if y is None:
+            return nodes, None
+    if stage.container is None:
+        new, y = _repeat(ctx, stage, block, inside.with_shape(y), blocks)
+        return [*nodes, *new], y
+    try:
+        name = inside.names.assign("container", stage.container)
+    except NameClashError as clash:
+        ctx.problem(f"module name '{clash}' is used twice in '{inside.where}'", inside.at("container").src)
+        return nodes, None
+    shape = y or ()
+    group = SeqNode(name, inside.path(name), shape, shape, inside.src, inside.section, role="sequential")
+    group.children, y = _repeat(ctx, stage, block, inside.child(name).with_shape(y), blocks)
+    group.out_shape = y or shape
+    return [*nodes, group], y
 
 
 def _stage_spec(ctx: Lowering, item: Mapping[str, Any], cur: Cursor) -> StageSpec | None:
@@ -206,7 +234,7 @@ def _repeat(ctx: Lowering, stage: StageSpec, block: BlockDef, cur: Cursor, block
     for index in range(stage.depth):
         scope = _inner(blocks.names(index), cur.scope)
         try:
-            args = {k: ctx.value(v, scope, cur.at(k).src) for k, v in args_raw.items()}
+            args = {k: ctx.value(v, scope, (*cur.src, k)) for k, v in args_raw.items()}
             if index > 0 and "stride" in args:
                 args["stride"] = 1  # only a stage's first block downsamples
             name = _block_name(ctx, stage, scope, cur)
@@ -216,13 +244,14 @@ def _repeat(ctx: Lowering, stage: StageSpec, block: BlockDef, cur: Cursor, block
         except ValueError as exc:
             ctx.problem(str(exc), cur.at("block_name").src)
             return nodes, None
-        before, n_problems = ctx.budget.tally(), len(ctx.problems)
+        first = index == 0 and stage.depth > 1  # (what it takes tells what the stage will)
+        before, n_problems = ctx.budget.tally() if first else None, len(ctx.problems)
         use = BlockUse.of(ctx.spec, stage.block, args, name, repeat=(index, stage.depth))
         new, y = expand_block(ctx, use, cur.with_shape(y))
         nodes += new
         if len(ctx.problems) > n_problems:
             break  # the same mistake would repeat in every block of the stage
-        if index == 0 and stage.depth > 1:
+        if before is not None:
             ctx.budget.check_stage(stage.depth, before, cur.src)
     return nodes, y
 
@@ -231,14 +260,12 @@ def _block_name(ctx: Lowering, stage: StageSpec, scope: Mapping[str, Any], cur: 
     """`block_name: "denselayer${index + 1}"`, evaluated for one block; None: numbered."""
     if stage.block_name is None:
         return None
-    name = str(ctx.value(stage.block_name, scope, cur.at("block_name").src))
-    # the blocks of a stage are children of its nn.Sequential; inline ones are the parent's attributes
-    return check_module_name(name) if stage.inline else check_child_name(name)
+    return check_module_name(str(ctx.value(stage.block_name, scope, (*cur.src, "block_name"))))
 
 
-def _inner(names: dict[str, Any], scope: Mapping[str, Any]) -> ChainMap[str, Any]:
+def _inner(names: dict[str, Any], scope: Mapping[str, Any]) -> Scope:
     """`scope` with `names` added in front (a chain: nothing is copied)."""
-    return ChainMap(names, cast(MutableMapping[str, Any], scope))
+    return Scope(names, scope)
 
 
 def _foreach(ctx: Lowering, item: Mapping[str, Any], cur: Cursor) -> list[dict[str, Any]]:

@@ -1,9 +1,10 @@
 """Training curves as PNG files in the run directory (matplotlib's Agg backend, no display needed):
 `loss.png` (train and val loss per epoch), `accuracy.png` (val top-1 and top-5, and EMA top-1 when
 EMA is on) and `lr.png` (the learning rate at every iteration). Without matplotlib there are no plots
-(a note says so) and the run goes on. Drawing costs ~0.3 s: `Plotter` redraws after every epoch
-unless plotting has already taken more than 5% of the run's time (short epochs), and always after the
-run's last epoch."""
+(a note says so) and the run goes on. Drawing costs ~0.3 s (the first time, with matplotlib's import,
+~1 s), done by the run's writer thread (writes.py) beside the training: `Plotter` draws after the run's
+last epoch, and after an earlier one only while plotting stays within 2 % of the run's time so far (a
+long run's curves are redrawn as it goes; a run of seconds gets them once, at its end)."""
 
 from __future__ import annotations
 
@@ -62,20 +63,27 @@ def write_plots(out: Path, history: list[dict[str, Any]], lrs: list[float]) -> s
 
 
 class Plotter:
-    """Redraws the plots after an epoch, keeping their share of the run's time under `budget`."""
+    """When to redraw the plots (`due`, asked on the training thread after each epoch) and the drawing
+    (`draw`, on the writer thread), keeping the drawing's share of the run's time under `budget`."""
 
-    def __init__(self, budget: float = 0.05):
+    FIRST_DRAW_S = 1.0  # the cost assumed before a draw was timed (matplotlib's import included)
+
+    def __init__(self, budget: float = 0.02):
         self.budget = budget
         self.started = time.perf_counter()
         self.spent = 0.0
-        self.note: str | None = None
+        self.last_cost = self.FIRST_DRAW_S
+        self.note: str | None = None  # set when matplotlib is missing: nothing is drawn again
 
-    def __call__(self, out: Path, history: list[dict[str, Any]], lrs: list[float], last: bool) -> str | None:
-        """Returns a note the first time matplotlib turns out to be missing."""
+    def due(self, last: bool) -> bool:
+        """Whether to draw after this epoch: always after the last, else when the draw fits the budget."""
+        if self.note is not None:
+            return False
         elapsed = time.perf_counter() - self.started
-        if self.note is not None or (not last and self.spent > self.budget * elapsed):
-            return None
+        return last or self.spent + self.last_cost <= self.budget * elapsed
+
+    def draw(self, out: Path, history: list[dict[str, Any]], lrs: list[float]) -> None:
         t0 = time.perf_counter()
         self.note = write_plots(out, history, lrs)
-        self.spent += time.perf_counter() - t0
-        return self.note
+        self.last_cost = time.perf_counter() - t0
+        self.spent += self.last_cost

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import random
 import shutil
@@ -60,6 +61,7 @@ from .step import Optimization
 from .threads import ThreadChoice, choose_threads
 from .trainer import Setting, Trainer, best_row
 from .weights import check_run_spec, load_weights, model_from_checkpoint
+from .writes import BackgroundWrites
 
 _Run = RunState  # the name earlier code and tests use
 
@@ -400,21 +402,27 @@ def _train(
         last_good, archived = _resume(
             built.run, subject, recipe, job.out_dir, job.resume, job.dev, reporter, job.force_resume
         )
-    spec_text = _write_run_files(subject, recipe, job, built, last_good, archived, replace, reporter)
-    loggers: list[Logger] = []
-    if main:
-        resumed = built.run.step if last_good is not None else None
-        try:
-            loggers = open_loggers(RunInfo(job.out_dir, subject.name, recipe, spec_text, resumed))
-        except OSError as exc:
-            raise TrainError(f"opening the run's loggers in '{job.out_dir}' failed: {exc}") from None
-        reporter.listeners[:0] = [logger.on_event for logger in loggers]  # before the user's callbacks
+    writes = BackgroundWrites()  # the run's files, written beside the training (writes.py)
     try:
-        return _fit(subject, recipe, job, split, built, last_good, reporter)
+        spec_text = _write_run_files(
+            subject, recipe, job, built, last_good, archived, replace, reporter, writes
+        )
+        loggers: list[Logger] = []
+        if main:
+            resumed = built.run.step if last_good is not None else None
+            try:
+                loggers = open_loggers(RunInfo(job.out_dir, subject.name, recipe, spec_text, resumed))
+            except OSError as exc:
+                raise TrainError(f"opening the run's loggers in '{job.out_dir}' failed: {exc}") from None
+            reporter.listeners[:0] = [logger.on_event for logger in loggers]  # before the user's callbacks
+        try:
+            return _fit(subject, recipe, job, split, built, last_good, reporter, writes)
+        finally:
+            for logger in loggers:
+                with contextlib.suppress(OSError):  # never in place of the error that ends the run
+                    logger.close()
     finally:
-        for logger in loggers:
-            with contextlib.suppress(OSError):  # never in place of the error that ends the run
-                logger.close()
+        writes.close()
 
 
 def _check_out_dir(job: _Job) -> bool:
@@ -568,31 +576,39 @@ def _write_run_files(
     archived: list[str],
     replace: bool,
     reporter: Reporter,
+    writes: BackgroundWrites,
 ) -> str:
     """Bring the run directory up to date before the first epoch (rank 0): what a forced resume or a
-    kill left, the spec (or model file) and recipe.yaml. Returns the text of what is trained."""
+    kill left, now; the spec (or model file), recipe.yaml and the metrics of a resumed run by the
+    writer thread, before any checkpoint of this run and while its first epoch trains (a failure is
+    raised at the first epoch's end). Returns the text of what is trained."""
     out_dir, run, main = job.out_dir, built.run, job.info.is_main
     note = lambda message: reporter.emit({"event": "note", "message": message})  # noqa: E731
+    files: dict[Path, str] = {}
     try:
         if main:
             _repair(out_dir, run, archived, last_good, replace, note)
         spec_text = str(run.model)  # a module given from Python: its repr is what is known of it
         if subject.spec is not None:
-            spec_text = _yaml(rundir.spec_doc(subject.spec))
-            if main:
-                write_text(out_dir / "spec.yaml", spec_text)
+            spec_text = files[out_dir / "spec.yaml"] = _yaml(rundir.spec_doc(subject.spec))
         copy = out_dir / "model.py"
         if subject.source is not None:
             spec_text = subject.source.read_text(encoding="utf-8")
-            if main and copy.resolve() != subject.source:
-                write_text(copy, spec_text)  # the code that was trained
-        if main:
-            write_text(out_dir / "recipe.yaml", _yaml(_recipe_doc(recipe, job, built)))
-        if main and run.history:  # a kill between a checkpoint and the metrics left them behind it
-            write_metrics(out_dir, run.history)
+            if copy.resolve() != subject.source:
+                files[copy] = spec_text  # the code that was trained
+        files[out_dir / "recipe.yaml"] = _yaml(_recipe_doc(recipe, job, built))
     except OSError as exc:
         raise TrainError(f"writing the run to '{out_dir}' failed: {exc}") from None
+    if main:  # a kill between a checkpoint and the metrics left them behind it: run.history rewrites them
+        writes.submit(functools.partial(_write_files, out_dir, files, list(run.history)))
     return spec_text
+
+
+def _write_files(out_dir: Path, files: dict[Path, str], history: list[dict[str, Any]]) -> None:
+    for path, text in files.items():
+        write_text(path, text)
+    if history:
+        write_metrics(out_dir, history)
 
 
 def _repair(
@@ -642,6 +658,7 @@ def _fit(
     built: _Built,
     last_good: Path | None,
     reporter: Reporter,
+    writes: BackgroundWrites,
 ) -> TrainResult:
     """The epochs (Trainer), between the run's start and end events."""
     run, info, main = built.run, job.info, job.info.is_main
@@ -674,6 +691,7 @@ def _fit(
         train_batches=built.train_batches,
         val_batches=built.val_batches,
         last_good=last_good,
+        writes=writes,
     )
     end_epoch = recipe.epochs if job.stop_after is None else min(recipe.epochs, job.stop_after)
     stopped = trainer.fit(end_epoch)

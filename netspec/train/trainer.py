@@ -5,11 +5,15 @@ Per-step work is what a hand-written loop does and no more: the batch (tensor in
 in-memory data, loaders.py), the learning rate, forward under the autocast chosen once, the loss, one
 backward/clip/step path (step.py). The loss is summed on the device and read once per log interval
 (every step on CPU, where reading it costs nothing and a NaN is caught at its own iteration).
+
+After each epoch the checkpoint is serialized on this thread (a snapshot of the state) and written, with
+the metrics and plots, by a background thread while the next epoch trains (writes.py).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +36,7 @@ from .progress import Reporter
 from .recipe import Recipe
 from .state import RunState, dist_checkpoint_state
 from .step import Optimization
+from .writes import BackgroundWrites
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Trainer:
         train_batches: Loader,
         val_batches: Loader,
         last_good: Path | None = None,
+        writes: BackgroundWrites | None = None,
     ):
         self.run, self.recipe, self.setting = run, recipe, setting
         self.forward, self.optimization = forward, optimization
@@ -67,6 +73,8 @@ class Trainer:
         self.criterion = Criterion(recipe)
         self.last_good = last_good
         self.saved = str(last_good) if last_good is not None else None  # the newest checkpoint on disk
+        self.writes = writes or BackgroundWrites()  # the epochs' files, written while the next epoch trains
+        self.told_plots = False  # the plotter's note (no matplotlib) is said once
         dev = setting.dev
         self.sync_every = 1 if dev.type == "cpu" else max(1, setting.log_every)
 
@@ -89,9 +97,12 @@ class Trainer:
                 self.run.history.append(row)
                 self.checkpoint(epoch, row, last=epoch == end_epoch)
                 reporter.emit({"event": "epoch", "epochs": self.recipe.epochs, **row})
+            self.writes.wait()  # the run ends with its files whole on disk
+            self._tell_plot_note()
         except OSError as exc:
             raise self._write_failure(exc) from None
         finally:
+            self.writes.close()  # on the way out with another error too: the write in flight finishes
             reporter.close()
         return stopped
 
@@ -165,26 +176,44 @@ class Trainer:
         return row
 
     def checkpoint(self, epoch: int, row: dict[str, Any], last: bool) -> None:
-        """The epoch's checkpoint (and last.pt, best.pt), the metrics files and the plots: rank 0."""
+        """The epoch's checkpoint (and last.pt, best.pt), the metrics files and the plots: rank 0.
+        The state is serialized now; the files are written in the background (writes.py)."""
         run, out_dir = self.run, self.setting.out_dir
         state = dist_checkpoint_state(run, self.recipe, self.setting.name)  # every rank: a collective
         self.last_good = out_dir / ckpt.LAST
         if not self.setting.info.is_main:
             return
-        data = ckpt.serialize(state)
+        data = ckpt.serialize(state)  # the snapshot: the next epoch changes the tensors in `state`
+        best = best_row(run.history) is row  # the first epoch with the best val top-1
+        plotter, lrs = self.setting.plotter, None
+        if plotter is not None and plotter.due(last):
+            lrs = [self.optimization.schedule(t) for t in range(run.step)]
+        job = functools.partial(self._write_epoch, epoch, data, best, list(run.history), lrs)
+        self.writes.submit(job)  # after the previous epoch's files, whose failure it raises
+        self._tell_plot_note()
+
+    def _write_epoch(
+        self, epoch: int, data: bytes, best: bool, history: list[dict[str, Any]], lrs: list[float] | None
+    ) -> None:
+        """The writer thread's job for one epoch, in the order a kill at any instant can resume from."""
+        out_dir = self.setting.out_dir
         ckpt.save_checkpoint(ckpt.epoch_path(out_dir, epoch), data)
         ckpt.save_checkpoint(out_dir / ckpt.LAST, data)
         self.saved = f"{out_dir / ckpt.LAST} (epoch {epoch})"
-        if best_row(run.history) is row:  # the first epoch with the best val top-1
+        if best:
             ckpt.save_checkpoint(out_dir / ckpt.BEST, data)
         if self.setting.keep_checkpoints is not None:  # last.pt and best.pt are whole copies
             ckpt.prune(out_dir, max(0, self.setting.keep_checkpoints))
-        write_metrics(out_dir, run.history)
-        if self.setting.plotter is not None:
-            lrs = [self.optimization.schedule(t) for t in range(run.step)]
-            missing = self.setting.plotter(out_dir, run.history, lrs, last=last)
-            if missing:
-                self.setting.reporter.emit({"event": "note", "message": missing})
+        write_metrics(out_dir, history)
+        if lrs is not None:
+            self.setting.plotter.draw(out_dir, history, lrs)
+
+    def _tell_plot_note(self) -> None:
+        """The plotter's note (matplotlib missing), once, from this thread (listeners run here)."""
+        plotter = self.setting.plotter
+        if plotter is not None and plotter.note and not self.told_plots:
+            self.told_plots = True
+            self.setting.reporter.emit({"event": "note", "message": plotter.note})
 
     # ------------------------------------------------------------ reporting
 
@@ -199,6 +228,7 @@ class Trainer:
     def _check_finite(self, value: float, epoch: int, i: int, steps: int) -> None:
         if math.isfinite(value):
             return
+        self.writes.wait()  # the checkpoint the message names is whole on disk
         kept = (
             f"the last good checkpoint, {self.last_good}, is kept"
             if self.last_good is not None
