@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 Shape = tuple[int, ...]
@@ -377,3 +378,15 @@ def graph_spec(draw: Any, clash: bool = False) -> GraphSpec:
         spec["head"] = head
     spec["blocks"] = BLOCKS
     return GraphSpec(yaml.safe_dump(spec, sort_keys=False), gen.clash)
+
+
+def quick_settings(examples: int) -> settings:
+    """Hypothesis settings for a few graph specs in the default run: no deadline or database, and no
+    shrinking (shrinking a failing spec as drawn takes minutes)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )

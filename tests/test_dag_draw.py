@@ -195,17 +195,11 @@ def test_named_outputs_are_output_nodes():
 def test_random_graph_specs_draw_every_reference_cleanly():
     """The graph fuzzer's specs (references across stages and inside blocks, merges of 2-4 inputs,
     dotted names, named outputs), at every depth, with and without collapsing: every check above."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
 
-    from .fuzz_graph import graph_spec
+    from .fuzz_graph import graph_spec, quick_settings
 
-    @settings(
-        max_examples=6,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate],
-    )  # a failing spec as drawn: shrinking one takes minutes
+    @quick_settings(6)
     @given(graph_spec())
     def check(generated) -> None:
         spec = loads_spec(generated.text)

@@ -354,30 +354,24 @@ def test_graph_exports_make_only_safe_calls(name):
 def test_exported_graph_scripts_and_exports_equal_to_the_built_module(name, tmp_path):
     """The exported file's network through torch.jit.script and torch.export.export gives the outputs of
     `netspec.build`'s module with the same weights."""
-    spec = spec_of(name)
-    model = random_weights(spec).eval()
-    mine = load(exported(name), name, tmp_path).build_model().eval()
-    mine.load_state_dict(model.state_dict(), strict=True)
-    x = example(name)
-    with torch.no_grad():
-        ref = model(x)
-        assert_same_outputs(torch.jit.script(mine)(x), ref)
-        program = torch.export.export(mine, (x,))
-        assert_same_outputs(program.module()(x), ref)
+    script_and_export_equal_built(name, tmp_path)
 
 
 def test_exported_tiny_graphs_script_and_export(tmp_path):
     """The quick version of the test above, on the small specs, so the default run checks it too."""
     for name in SMALL:
-        spec = spec_of(name)
-        model = random_weights(spec).eval()
-        mine = load(exported(name), name, tmp_path).build_model().eval()
-        mine.load_state_dict(model.state_dict(), strict=True)
-        x = example(name)
-        with torch.no_grad():
-            ref = model(x)
-            assert_same_outputs(torch.jit.script(mine)(x), ref)
-            assert_same_outputs(torch.export.export(mine, (x,)).module()(x), ref)
+        script_and_export_equal_built(name, tmp_path)
+
+
+def script_and_export_equal_built(name: str, folder: Path) -> None:
+    model = random_weights(spec_of(name)).eval()
+    mine = load(exported(name), name, folder).build_model().eval()
+    mine.load_state_dict(model.state_dict(), strict=True)
+    x = example(name)
+    with torch.no_grad():
+        ref = model(x)
+        assert_same_outputs(torch.jit.script(mine)(x), ref)
+        assert_same_outputs(torch.export.export(mine, (x,)).module()(x), ref)
 
 
 def test_exported_main_prints_every_output(worker, tmp_path):
@@ -418,17 +412,11 @@ def test_random_graph_specs_export_equivalently(tmp_path):
     """The graph fuzzer's specs (references across stages and inside blocks, merges of 2-4 inputs,
     dotted names, named outputs): the exported file is the compiled network (same outputs, weights
     copied over), in this process; a few here, more in the slow run."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import given
 
-    from .fuzz_graph import graph_spec
+    from .fuzz_graph import graph_spec, quick_settings
 
-    @settings(
-        max_examples=8,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate],
-    )  # a failing spec as drawn: shrinking one takes minutes
+    @quick_settings(8)
     @given(graph_spec())
     def check(generated) -> None:
         spec = netspec.loads_spec(generated.text)
