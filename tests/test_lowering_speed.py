@@ -1,12 +1,16 @@
 """What makes load + analyze fast must not change what it finds, and must keep it linear in depth.
 
 Lowering remembers, for one run, what it worked out for a layer's parameters and input shape and for
-an expression's inputs (netspec/lower/primitive.py, netspec/expr.py): the analysis with that memory
-equals the analysis without it, layer by layer, on every zoo spec and every bad spec. The work grows
-linearly with the number of blocks (counted in function calls, not timed)."""
+an expression's inputs (netspec/lower/primitive.py, netspec/expr.py), and replays a block use that
+repeats an earlier one, at the same input shape or, for a block that cannot read its shape, at any
+(netspec/lower/replay.py): the analysis with that memory equals the analysis without it, layer by layer,
+on every zoo spec, every bad spec and random graph specs, and so do the errors and the work, layers and
+parameters counted where a limit stops lowering. The work grows linearly with the number of blocks
+(counted in function calls, not timed)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import sys
@@ -218,3 +222,97 @@ def test_four_thousand_blocks_load_and_analyse_in_seconds():
     elapsed = time.perf_counter() - start
     assert analysis.layers == 1 + 4000 * 4 + 3  # the stem, 4 layers a block, the head
     assert elapsed < 10  # well under a second on a quiet machine; generous for a shared one
+
+
+# DenseNet's dense layer, each fed `growth` channels more than the one before: replayed at every input
+# shape (it does not read it), unless `reads` makes it read `in_channels`; `groups` makes a layer refuse
+# some input widths; `limits` stops lowering part way through the stage
+DENSE = """\
+name: dense
+input: {{channels: 3, size: 16}}
+classes: 10
+stem:
+  - conv: {{out: 64, kernel: 3}}
+stages:
+  - {{block: dense_layer, depth: {depth}, name: block1, block_name: "layer${{index + 1}}"}}
+head:
+  - avgpool: global
+  - flatten
+  - linear: {{out: "${{classes}}"}}
+{limits}
+blocks:
+  dense_layer:
+    vars: {{width: {width}}}
+    body:
+      - batchnorm
+      - relu
+      - conv: {{out: "${{width}}", kernel: 1, bias: false, groups: {groups}}}
+      - batchnorm
+      - relu
+      - conv: {{out: 32, kernel: 3, bias: false}}
+    merge: concat
+    shortcut: identity
+"""
+
+
+def _replays(text: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How many block uses lowering copies from an earlier one."""
+    blocks = importlib.import_module("netspec.lower.blocks")
+    count = 0
+    replayed = blocks.replayed
+
+    def counted(*args: Any) -> Any:
+        nonlocal count
+        found = replayed(*args)
+        count += found is not None
+        return found
+
+    with monkeypatch.context() as m:
+        m.setattr(blocks, "replayed", counted)
+        with contextlib.suppress(SpecError):
+            lower(netspec.loads_spec(text))
+    return count
+
+
+@pytest.mark.parametrize(
+    "width, groups, limits, replays",
+    [
+        ("128", 1, "", 5),  # every layer after the first is a copy, its shapes inferred again
+        ('"${in_channels * 2}"', 1, "", 0),  # a layer's width from the input's: lowered every time
+        ("128", 64, "", 0),  # 96 channels cannot split into 64 groups: the second layer stops there
+        ("128", 32, "", 5),  # 64, 96, ... channels all split into 32 groups
+        # the sixth layer passes the parameter limit (the stage's estimate from its first layer, 274,432
+        # parameters, does not): layers 2-5 are copies, the sixth is lowered and stops at its conv
+        ("128", 1, "limits: {max_params: 300000}", 4),
+        ("128", 1, "limits: {max_params: 200000}", 0),  # the estimate refuses the stage after one layer
+    ],
+)
+def test_a_dense_stage_replays_what_it_can_and_stops_where_lowering_would(
+    width: str, groups: int, limits: str, replays: int, monkeypatch: pytest.MonkeyPatch
+):
+    text = DENSE.format(depth=6, width=width, groups=groups, limits=limits)
+    assert _lowered(text, False, monkeypatch) == _lowered(text, True, monkeypatch)
+    assert _replays(text, monkeypatch) == replays
+
+
+def test_a_replayed_dense_stage_equals_torchvision_densenet():
+    # DenseNet-121 (fvcore's figures for torchvision's densenet121): 54 of its 58 dense layers are
+    # copies of the first of their stage, their shapes and costs inferred again
+    torchvision = pytest.importorskip("torchvision")
+    analysis = netspec.analyze(netspec.load_spec(ROOT / "specs" / "densenet121.yaml"))
+    reference = torchvision.models.densenet121(weights=None)
+    assert analysis.params == sum(p.numel() for p in reference.parameters()) == 7_978_856
+    assert analysis.macs == 2_865_546_752
+
+
+def test_random_graph_specs_lower_alike_with_and_without_the_memo(monkeypatch: pytest.MonkeyPatch):
+    from hypothesis import given
+
+    from .fuzz_graph import graph_spec, quick_settings
+
+    @quick_settings(15)
+    @given(graph_spec())
+    def check(generated: Any) -> None:
+        assert _lowered(generated.text, False, monkeypatch) == _lowered(generated.text, True, monkeypatch)
+
+    check()

@@ -27,6 +27,7 @@ from .cursor import Cursor, Lowered, NameClashError, NameStyle, Src
 from .graph import finish_list
 from .inplace import can_follow_merge
 from .primitive import layer_params
+from .replay import remember, replay_key, replayed
 from .shapes import fmt, merge_hint, merge_kind, merged_shape
 from .shortcut import lower_shortcut
 
@@ -65,7 +66,22 @@ class BlockUse:
 
 
 def expand_block(ctx: Lowering, use: BlockUse, cur: Cursor) -> Lowered:
-    """The block's module (or, for an `inline` block, its layers) at the cursor."""
+    """The block's module (or, for an `inline` block, its layers) at the cursor: a copy of an earlier
+    use's where this use repeats it (replay.py)."""
+    key = replay_key(ctx, use, cur)
+    if key is None:
+        return _expand(ctx, use, cur)
+    replay = replayed(ctx, key, use, cur)
+    if replay is not None:
+        return replay
+    before = ctx.budget.tally()
+    nodes, y = _expand(ctx, use, cur)
+    if key not in ctx.memo:
+        remember(ctx, use, key, nodes, y, before)
+    return nodes, y
+
+
+def _expand(ctx: Lowering, use: BlockUse, cur: Cursor) -> Lowered:
     block = use.definition
     ctx.budget.spend(1 + len(use.args) + len(block.params) + len(block.vars), cur.src)
     scope = bind(ctx, use, cur)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..ir import LayerNode, Node
 from ..layers import KINDS, ShapeError
-from ..layers.base import Shape
+from ..layers.base import Cost, Shape, Window
 from ..layers.init_schemes import DEFAULT_INIT, InitScheme
 from ..layers.merge import MergeKind
 from .context import Lowering
@@ -140,24 +141,10 @@ def layer_node(
         ctx.problem(f"module name '{clash}' is used twice in '{cur.where}'", src)
         return None
     path = cur.path(name)
-    shape_key = ("shape", kind, id(p), x)  # a kind's rules are functions of (p, x): asked once per run
-    known = ctx.memo.get(shape_key)
-    if known is None:
-        try:
-            y = layer.infer(p, x)
-        except ShapeError as exc:
-            ctx.problem(f"{path} ({kind}): {exc}", src, shape=True)
-            return None
-        if any(d <= 0 for d in y):
-            ctx.problem(
-                f"{path} ({kind}): output size reaches 0 (input {fmt(x)} -> {fmt(y)})",
-                src,
-                "the input is too small for this many downsamplings; use a larger input size",
-                shape=True,
-            )
-            return None
-        known = (p, y, layer.cost(p, x, y), layer.window(p, x), _init_scheme(ctx, kind, p))
-        ctx.memo[shape_key] = known  # holding p keeps its id unique for the run
+    known = shaped(ctx, kind, p, x)
+    if isinstance(known, ShapeProblem):
+        ctx.problem(f"{path} ({kind}): {known.message}", src, known.hint, shape=True)
+        return None
     _, y, cost, window, init = known
     ctx.budget.add_layer(cost.params, path, src)
     return LayerNode(
@@ -174,6 +161,39 @@ def layer_node(
         init=init,
         bindings=bound,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ShapeProblem:
+    """Why a layer cannot take its input (the message leaves out the layer, which the caller names)."""
+
+    message: str
+    hint: str | None = None
+
+
+# (the parameters, the output shape, cost, receptive-field window and init scheme) of a layer
+Shaped = tuple[Any, Shape, Cost, Window, InitScheme]
+
+
+def shaped(ctx: Lowering, kind: str, p: Any, x: Shape) -> Shaped | ShapeProblem:
+    """What a layer of `kind` with parameters `p` makes of input `x`: a kind's rules are functions of
+    (p, x), so each is asked once per run (the entry holds p: its id stays unique for the run)."""
+    key = ("shape", kind, id(p), x)
+    known = ctx.memo.get(key)
+    if known is not None:
+        return known
+    layer = KINDS[kind]
+    try:
+        y = layer.infer(p, x)
+    except ShapeError as exc:
+        return ShapeProblem(str(exc))
+    if any(d <= 0 for d in y):
+        return ShapeProblem(
+            f"output size reaches 0 (input {fmt(x)} -> {fmt(y)})",
+            "the input is too small for this many downsamplings; use a larger input size",
+        )
+    known = ctx.memo[key] = (p, y, layer.cost(p, x, y), layer.window(p, x), _init_scheme(ctx, kind, p))
+    return known
 
 
 def merge_node(

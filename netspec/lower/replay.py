@@ -1,0 +1,278 @@
+"""Replaying a block: a use of a `blocks:` entry that repeats an earlier use of the same run (same
+arguments, input shape, place in the spec and stage) gives the same modules under another name, so its
+nodes are copied from the earlier use's rather than lowered again. Most blocks of most networks are
+such repeats: ResNet-50's 12 identity bottlenecks of 16, every block but the first of a RegNet or
+MobileNet stage. A copy costs about a tenth of a lowering.
+
+What a use's lowering reads is exactly what the key holds: the block's definition, its evaluated
+arguments (the block's scope is those over the spec's globals, which are fixed for the run), the input
+shape, the stage (`section`), where the use is written (the block node's `src`), how its children are
+named and how deeply blocks nest there. Its own name and module path, its place in the stage
+(`repeat`) and the inputs a graph list gives it are set on the copy. The work, layers and parameters
+the first lowering counted are counted again; where they would pass a limit, the block is lowered for
+real, which stops at the exact layer. Nothing is replayed while a problem is pending: after a problem
+lowering checks less (`finish_list`), so a first use lowered then is not a template.
+
+A block whose lowering cannot read its input shape is replayed at *any* input shape of the same rank:
+DenseNet's dense layers, each fed 32 channels more than the one before. That holds where no text of
+its definition names `in_channels`, `in_height` or `in_width` (expressions read names only by writing
+them), and its template is flat: layers only (no nested block or composite, whose own scope would see
+their input shape), no references, no shortcut module. The copy's shapes, costs and receptive-field
+windows are inferred again along the chain, the merge's shape and the shortcut decision worked out
+again; where any of that fails or differs, the block is lowered for real, which reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from ..ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
+from ..layers.base import Shape
+from .budget import Tally
+from .context import Lowering
+from .cursor import Cursor, Lowered, NameClashError
+from .primitive import ShapeProblem, shaped
+from .shapes import merge_kind, merged_shape
+from .shortcut import Build, plan_shortcut
+
+if TYPE_CHECKING:
+    from .blocks import BlockUse
+
+_PLAIN = frozenset({int, str, bool, type(None)})
+_SHAPE_NAMES = ("in_channels", "in_height", "in_width")  # the names bind() gives a block's input shape
+_SHAPE_AT = 6  # where replay_key puts the input shape
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTemplate:
+    """The first lowering of a block use: its node (never handed out again: replays copy it), the
+    shape it gives, and what it counted against the limits."""
+
+    node: Node
+    out_shape: Shape
+    work: int
+    layers: int
+    params: int
+
+
+def replay_key(ctx: Lowering, use: BlockUse, cur: Cursor) -> tuple[Any, ...] | None:
+    """What the lowering of this use reads, as a memo key; None where it is not replayed: an inline
+    block or composite (their layers or scope are the caller's), arguments that are not plain values,
+    a pending problem."""
+    if use.outer is not None or use.definition.inline or ctx.problems or cur.shape is None:
+        return None
+    args: list[Any] = []
+    for name, value in use.args.items():
+        frozen = _frozen(value)
+        if frozen is None:
+            return None
+        args += (name, frozen)
+    return (
+        "block",
+        id(use.definition),  # (the spec holds the definition: its id stays unique for the run)
+        use.kind,
+        use.prefix,
+        use.style,
+        tuple(args),
+        cur.shape,
+        cur.section,
+        cur.src,
+        len(ctx.expanding),
+    )
+
+
+def _frozen(value: Any) -> Any:
+    """A plain value with its type (1, 1.0 and True are equal in Python but lower differently; repr
+    keeps -0.0 apart from 0.0), a list of them as a tuple; None for anything else."""
+    t = type(value)
+    if t in _PLAIN:
+        return (t, value)
+    if t is float:
+        return (t, repr(value))
+    if t is list:
+        items = [_frozen(v) for v in value]
+        return None if any(i is None for i in items) else (t, tuple(items))
+    return None
+
+
+def any_shape_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The key of a use whose input shape does not matter, only its rank."""
+    return (*key[:_SHAPE_AT], ("rank", len(key[_SHAPE_AT])), *key[_SHAPE_AT + 1 :])
+
+
+def remember(
+    ctx: Lowering, use: BlockUse, key: tuple[Any, ...], nodes: list[Node], y: Any, before: Tally
+) -> None:
+    """Keep a first lowering that found no problem as the template of its key (and, where the block
+    does not read its input shape, of every input shape)."""
+    if y is None or ctx.problems or len(nodes) != 1:
+        return
+    budget = ctx.budget
+    template = BlockTemplate(
+        nodes[0], y, budget.work - before.work, budget.layers - before.layers, budget.params - before.params
+    )
+    ctx.memo[key] = template
+    if _flat(nodes[0]) and not _reads_shape(ctx, use):
+        ctx.memo.setdefault(any_shape_key(key), template)
+
+
+def _flat(node: Node) -> bool:
+    """A block of layers only, that reads no names and has no shortcut module."""
+    if isinstance(node, ResidualNode):
+        layers = [*node.body, *node.after]
+        if node.shortcut is not None:
+            return False
+    elif isinstance(node, SeqNode) and node.role == "block" and not node.graph:
+        layers = node.children
+    else:
+        return False
+    return all(type(n) is LayerNode and not n.inputs and "." not in n.name for n in layers)
+
+
+def _reads_shape(ctx: Lowering, use: BlockUse) -> bool:
+    """Whether any text of the block's definition names an input shape name (once per run)."""
+    key = ("reads shape", id(use.definition))
+    known = ctx.memo.get(key)
+    if known is None:
+        block = use.definition
+        texts = (block.body, block.after, block.vars, block.params, block.shortcut)
+        known = ctx.memo[key] = (block, any(_names_shape(t) for t in texts))
+    return bool(known[1])
+
+
+def _names_shape(value: Any) -> bool:
+    if isinstance(value, str):
+        return any(name in value for name in _SHAPE_NAMES)
+    if isinstance(value, dict):
+        return any(_names_shape(k) or _names_shape(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_names_shape(v) for v in value)
+    return False
+
+
+def replayed(ctx: Lowering, key: tuple[Any, ...], use: BlockUse, cur: Cursor) -> Lowered | None:
+    """The use as a copy of a template (named at the cursor, its counts counted again), or None where
+    there is none that fits: the caller lowers it."""
+    template: BlockTemplate | None = ctx.memo.get(key)
+    if template is not None:
+        node, y, params = template.node, template.out_shape, template.params
+        moved = False
+    else:
+        template = ctx.memo.get(any_shape_key(key))
+        found = _reshaped(ctx, template, use, cur) if template is not None else None
+        if template is None or found is None:
+            return None
+        node, y, params = found
+        moved = True
+    budget, limits = ctx.budget, ctx.budget.limits
+    if not (
+        budget.fits(template.work)
+        and budget.layers + template.layers <= limits.max_layers
+        and budget.params + params <= limits.max_params
+    ):
+        return None  # (lowered for real, it stops at the layer that passes the limit)
+    try:
+        name = cur.names.assign(use.prefix or use.kind, use.name)
+    except NameClashError as clash:
+        ctx.problem(f"module name '{clash}' is used twice in '{cur.where}'", cur.src)
+        return [], None
+    budget.work += template.work
+    budget.layers += template.layers
+    budget.params += params
+    path = cur.path(name)
+    copy = _copied(node, template.node.path, path, fresh=moved)
+    copy.name, copy.path = name, path
+    copy.inputs = ()  # (what the caller's graph list gave the template's use is not this use's)
+    copy.inline, copy.repeat = use.in_place, use.repeat
+    return [copy], y
+
+
+def _reshaped(
+    ctx: Lowering, template: BlockTemplate, use: BlockUse, cur: Cursor
+) -> tuple[Node, Shape, int] | None:
+    """A flat template's node at the cursor's input shape, the shape it gives and its parameter count;
+    None where a layer cannot take its input or the merge or the shortcut decision differs (lowering it
+    for real reports that)."""
+    x, old = cur.shape, template.node
+    assert x is not None
+    if isinstance(old, SeqNode):
+        children = _chain(ctx, old.children, x)
+        if children is None:
+            return None
+        z = children[-1].out_shape if children else x
+        seq = _moved(old, x, z)
+        seq.children = children
+        return seq, z, _params(children)
+    assert isinstance(old, ResidualNode)
+    body = _chain(ctx, old.body, x)
+    if body is None:
+        return None
+    y = body[-1].out_shape if body else x
+    out = merged_shape(old.merge, x, y)
+    block = use.definition
+    mode = block.shortcut if block.shortcut is not None else ctx.spec.shortcut
+    if isinstance(out, str) or plan_shortcut(str(mode), old.merge, x, y).build != Build.IDENTITY:
+        return None
+    after = _chain(ctx, old.after, out)
+    if after is None:
+        return None
+    z = after[-1].out_shape if after else out
+    res = _moved(old, x, z)
+    res.body, res.after = body, after
+    res.merge_flops = merge_kind(old.merge).merge_cost([x, y], out).flops
+    return res, z, _params([*body, *after])
+
+
+def _chain(ctx: Lowering, layers: list[Node], x: Shape) -> list[Node] | None:
+    """Copies of a chain of layers fed `x`, each with the shape, cost and window it then has."""
+    out: list[Node] = []
+    for node in layers:
+        assert isinstance(node, LayerNode)
+        known = shaped(ctx, node.kind, node.params, x)
+        if isinstance(known, ShapeProblem):
+            return None
+        copy = _moved(node, x, known[1])
+        copy.cost, copy.window = known[2], known[3]
+        out.append(copy)
+        x = known[1]
+    return out
+
+
+def _params(layers: list[Node]) -> int:
+    return sum(n.cost.params for n in layers if isinstance(n, LayerNode))
+
+
+_N = TypeVar("_N", bound=Node)
+
+
+def _moved(node: _N, x: Shape, y: Shape) -> _N:
+    """A shallow copy of `node` fed `x`, giving `y`."""
+    copy = object.__new__(type(node))
+    copy.__dict__.update(node.__dict__)
+    copy.in_shape, copy.out_shape = x, y
+    return copy
+
+
+def _copied(node: Node, old: str, new: str, fresh: bool = False) -> Node:
+    """A copy of `node` and everything under it, moved from module path `old` to `new`: new lists
+    (lowering's callers and finish_list set flags on nodes), shared values (shapes, parameter models,
+    costs: immutable). `fresh`: the node and its lists are copies already (a reshaped template's),
+    only the paths change."""
+    copy = node if fresh else _moved(node, node.in_shape, node.out_shape)
+    copy.path = new + node.path[len(old) :]
+    if isinstance(copy, SeqNode):
+        copy.children = [_copied(c, old, new, fresh) for c in copy.children]
+        if copy.outputs is not None:
+            copy.outputs = dict(copy.outputs)
+    elif isinstance(copy, ResidualNode):
+        copy.body = [_copied(c, old, new, fresh) for c in copy.body]
+        copy.after = [_copied(c, old, new, fresh) for c in copy.after]
+        if copy.shortcut is not None:
+            copy.shortcut = cast(SeqNode, _copied(copy.shortcut, old, new))
+    elif isinstance(copy, ParallelNode):
+        copy.branches = [cast(SeqNode, _copied(b, old, new)) for b in copy.branches]
+        copy.after = [_copied(c, old, new) for c in copy.after]
+    elif isinstance(copy, AuxNode):
+        copy.children = [_copied(c, old, new) for c in copy.children]
+    return copy
