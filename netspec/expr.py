@@ -680,27 +680,48 @@ def _names_read(value: str) -> tuple[str, ...] | None:
 
 
 def _substitute(value: str, scope: Mapping[str, Any], steps: Steps | None = None) -> Any:
-    whole = _EXPR.fullmatch(value.strip())
-    if whole:
-        return evaluate(whole.group(1), scope, steps)
-    if "${" in _EXPR.sub("", value):
-        raise ExprError(f"unterminated or nested '${{' in {_show(value)}")
+    parts = _template(value) if len(value) <= MAX_TEXT_CHARS else _split(value)
+    if isinstance(parts, str):
+        raise ExprError(parts)
+    if len(parts) == 2:  # `${e}` alone: e's typed value
+        return evaluate(parts[1], scope, steps)
     pieces: list[str] = []
     size = 0
-    last = 0
     # built piece by piece and measured on the way: `"${s}${s}"` of a long `s` must not double memory
-    for count, m in enumerate(_EXPR.finditer(value), 1):
-        if count > MAX_TEXT_EXPRESSIONS:
+    for i in range(1, len(parts), 2):
+        if i // 2 + 1 > MAX_TEXT_EXPRESSIONS:
             raise ExprError(f"text holds more than {MAX_TEXT_EXPRESSIONS} expressions")
-        result = evaluate(m.group(1), scope, steps)
+        result = evaluate(parts[i], scope, steps)
         if not isinstance(result, (str, int, float, bool)) and result is not None:
             raise ExprError(f"{_show(result)} cannot be written into text")
-        pieces += [value[last : m.start()], str(result)]
-        size += m.start() - last + len(pieces[-1])
-        last = m.end()
+        pieces += [parts[i - 1], str(result)]
+        size += len(parts[i - 1]) + len(pieces[-1])
         if size > MAX_TEXT_CHARS:
             raise ExprError(f"text built from expressions is longer than {MAX_TEXT_CHARS} characters")
-    pieces.append(value[last:])
+    pieces.append(parts[-1])
     if size + len(pieces[-1]) > MAX_TEXT_CHARS:
         raise ExprError(f"text built from expressions is longer than {MAX_TEXT_CHARS} characters")
     return "".join(pieces)
+
+
+@lru_cache(maxsize=1024)
+def _template(value: str) -> tuple[str, ...] | str:
+    """_split, cached for the short texts specs write again at every use of a block."""
+    return _split(value)
+
+
+def _split(value: str) -> tuple[str, ...] | str:
+    """A text with expressions as ("", expression) where it is exactly `${e}` (spaces around it
+    aside), else as (text, expression, text, ..., text), an odd count; or why it cannot be read."""
+    whole = _EXPR.fullmatch(value.strip())
+    if whole:
+        return ("", whole.group(1))
+    if "${" in _EXPR.sub("", value):
+        return f"unterminated or nested '${{' in {_show(value)}"
+    parts: list[str] = []
+    last = 0
+    for m in _EXPR.finditer(value):
+        parts += [value[last : m.start()], m.group(1)]
+        last = m.end()
+    parts.append(value[last:])
+    return tuple(parts)

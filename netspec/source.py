@@ -52,24 +52,65 @@ class ReadBudget:
 
 
 class PosDict(dict):
-    """A mapping that knows the location of each of its keys' values."""
+    """A mapping that knows the location of each of its keys' values (`positions`) and of each key
+    (`key_positions`). The reader leaves them as the YAML nodes until they are first asked for: most
+    specs are read, validated and lowered without one error to locate."""
 
     location: Location | None = None
+    _unread: tuple[str, list[tuple[Any, Node, Node]]] | None = None  # (file, [(key, key node, node)])
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.positions: dict[Any, Location] = {}
-        self.key_positions: dict[Any, Location] = {}  # where each key itself is written
+    @property
+    def positions(self) -> dict[Any, Location]:
+        if "_positions" not in self.__dict__:
+            self._read_positions()
+        return self.__dict__["_positions"]
+
+    @positions.setter
+    def positions(self, value: dict[Any, Location]) -> None:
+        self.__dict__["_positions"] = value
+
+    @property
+    def key_positions(self) -> dict[Any, Location]:
+        """Where each key itself is written."""
+        if "_key_positions" not in self.__dict__:
+            self._read_positions()
+        return self.__dict__["_key_positions"]
+
+    @key_positions.setter
+    def key_positions(self, value: dict[Any, Location]) -> None:
+        self.__dict__["_key_positions"] = value
+
+    def _read_positions(self) -> None:
+        positions: dict[Any, Location] = {}
+        key_positions: dict[Any, Location] = {}
+        if self._unread is not None:
+            file, written = self._unread
+            for key, key_node, value_node in written:  # (in order: a later key overrides a merged one)
+                positions[key] = _loc(file, value_node)
+                key_positions[key] = _loc(file, key_node)
+            self._unread = None
+        self.__dict__.setdefault("_positions", positions)
+        self.__dict__.setdefault("_key_positions", key_positions)
 
 
 class PosList(list):
-    """A sequence that knows the location of each item."""
+    """A sequence that knows the location of each item (`positions`, left as the YAML nodes until
+    first asked for, as PosDict's)."""
 
     location: Location | None = None
+    _unread: tuple[str, list[Node]] | None = None  # (file, the items' nodes)
 
-    def __init__(self, *args: Any):
-        super().__init__(*args)
-        self.positions: dict[int, Location] = {}
+    @property
+    def positions(self) -> dict[int, Location]:
+        if "_positions" not in self.__dict__:
+            file, nodes = self._unread or ("", [])
+            self.__dict__["_positions"] = {i: _loc(file, node) for i, node in enumerate(nodes)}
+            self._unread = None
+        return self.__dict__["_positions"]
+
+    @positions.setter
+    def positions(self, value: dict[int, Location]) -> None:
+        self.__dict__["_positions"] = value
 
     @classmethod
     def of(cls, items: Iterable[tuple[Any, Location]], location: Location) -> PosList:
@@ -285,12 +326,9 @@ def _construct(node: Node, loader: _Bounded, file: str) -> Any:
             )
         )
     if isinstance(node, SequenceNode):
-        out_list = PosList()
+        out_list = PosList([_value(child, loader, file) for child in node.value])
         out_list.location = _loc(file, node)
-        at = out_list.positions
-        for i, child in enumerate(node.value):
-            out_list.append(_value(child, loader, file))
-            at[i] = _loc(file, child)
+        out_list._unread = (file, node.value)
         return out_list
     if isinstance(node, MappingNode):
         own_keys = loader.own_keys.get(id(node))  # set when merged into another mapping before
@@ -300,7 +338,8 @@ def _construct(node: Node, loader: _Bounded, file: str) -> Any:
         written: set[Any] = set()  # keys written in this mapping (not inherited through `<<`)
         out_map = PosDict()
         out_map.location = _loc(file, node)
-        positions, key_positions = out_map.positions, out_map.key_positions
+        at: list[tuple[Any, Node, Node]] = []
+        out_map._unread = (file, at)
         for key_node, value_node in node.value:
             key = _value(key_node, loader, file)
             if isinstance(key, (PosDict, PosList)):
@@ -309,7 +348,7 @@ def _construct(node: Node, loader: _Bounded, file: str) -> Any:
                 )
             own = own_keys is None or id(key_node) in own_keys  # None: every key is written here
             if own and key in written and key in out_map:
-                first = positions[key]
+                first = out_map.positions[key]
                 raise SpecSyntaxError(
                     Problem(
                         f"duplicate key '{key}' (first defined at line {first.line})",
@@ -320,8 +359,7 @@ def _construct(node: Node, loader: _Bounded, file: str) -> Any:
             if own:
                 written.add(key)
             out_map[key] = _value(value_node, loader, file)  # an own key overrides a merged one
-            positions[key] = _loc(file, value_node)
-            key_positions[key] = _loc(file, key_node)
+            at.append((key, key_node, value_node))
         return out_map
     raise SpecSyntaxError(Problem("unsupported YAML node", location=_loc(file, node)))
 

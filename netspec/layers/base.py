@@ -10,9 +10,8 @@ from __future__ import annotations
 import keyword
 import re
 import unicodedata
-from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
@@ -222,15 +221,15 @@ class ShapeError(ValueError):
     """A layer cannot accept its input shape; lowering turns it into a SpecShapeError."""
 
 
-@dataclass(frozen=True)
-class Cost:
+# (named tuples, not frozen dataclasses: lowering makes one of each for every layer shape it meets, and
+# a frozen dataclass's constructor costs three times as much)
+class Cost(NamedTuple):
     params: int = 0
     macs: int = 0  # one multiply-add = 1, counted as fvcore counts it
     flops: int = 0  # 2 per MAC plus elementwise work
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """How a layer maps positions: kernel extent (dilated) and stride per spatial dim."""
 
     kernel: tuple[int, int] = (1, 1)

@@ -187,7 +187,7 @@ def shaped(ctx: Lowering, kind: str, p: Any, x: Shape) -> Shaped | ShapeProblem:
         y = layer.infer(p, x)
     except ShapeError as exc:
         return ShapeProblem(str(exc))
-    if any(d <= 0 for d in y):
+    if min(y, default=1) <= 0:
         return ShapeProblem(
             f"output size reaches 0 (input {fmt(x)} -> {fmt(y)})",
             "the input is too small for this many downsamplings; use a larger input size",

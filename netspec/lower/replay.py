@@ -32,7 +32,7 @@ from ..layers.base import Shape
 from .budget import Tally
 from .context import Lowering
 from .cursor import Cursor, Lowered, NameClashError
-from .primitive import ShapeProblem, shaped
+from .primitive import Shaped, ShapeProblem, shaped
 from .shapes import merge_kind, merged_shape
 from .shortcut import Build, plan_shortcut
 
@@ -155,16 +155,13 @@ def replayed(ctx: Lowering, key: tuple[Any, ...], use: BlockUse, cur: Cursor) ->
     """The use as a copy of a template (named at the cursor, its counts counted again), or None where
     there is none that fits: the caller lowers it."""
     template: BlockTemplate | None = ctx.memo.get(key)
-    if template is not None:
-        node, y, params = template.node, template.out_shape, template.params
-        moved = False
-    else:
+    reshape = None
+    if template is None:
         template = ctx.memo.get(any_shape_key(key))
-        found = _reshaped(ctx, template, use, cur) if template is not None else None
-        if template is None or found is None:
+        reshape = _reshaped(ctx, template, use, cur) if template is not None else None
+        if template is None or reshape is None:
             return None
-        node, y, params = found
-        moved = True
+    params = template.params if reshape is None else reshape.params
     budget, limits = ctx.budget, ctx.budget.limits
     if not (
         budget.fits(template.work)
@@ -180,67 +177,94 @@ def replayed(ctx: Lowering, key: tuple[Any, ...], use: BlockUse, cur: Cursor) ->
     budget.work += template.work
     budget.layers += template.layers
     budget.params += params
-    path = cur.path(name)
-    copy = _copied(node, template.node.path, path, fresh=moved)
+    old, path = template.node, cur.path(name)
+    if reshape is None:
+        copy, y = _copied(old, old.path, path), template.out_shape
+    else:
+        copy, y = _rebuilt(old, reshape, path), reshape.out_shape
     copy.name, copy.path = name, path
     copy.inputs = ()  # (what the caller's graph list gave the template's use is not this use's)
     copy.inline, copy.repeat = use.in_place, use.repeat
     return [copy], y
 
 
-def _reshaped(
-    ctx: Lowering, template: BlockTemplate, use: BlockUse, cur: Cursor
-) -> tuple[Node, Shape, int] | None:
-    """A flat template's node at the cursor's input shape, the shape it gives and its parameter count;
-    None where a layer cannot take its input or the merge or the shortcut decision differs (lowering it
-    for real reports that)."""
+@dataclass(slots=True)
+class _Reshape:
+    """A flat template at another input shape: each layer's input and what it makes of it (the body's
+    layers, then the `after` layers), the merge's FLOPs, the output shape and the parameter count."""
+
+    in_shape: Shape
+    layers: list[tuple[Shape, Shaped]]
+    merge_flops: int
+    out_shape: Shape
+    params: int
+
+
+def _reshaped(ctx: Lowering, template: BlockTemplate, use: BlockUse, cur: Cursor) -> _Reshape | None:
+    """A flat template at the cursor's input shape; None where a layer cannot take its input or the
+    merge or the shortcut decision differs (lowering it for real reports that)."""
     x, old = cur.shape, template.node
     assert x is not None
+    layers: list[tuple[Shape, Shaped]] = []
     if isinstance(old, SeqNode):
-        children = _chain(ctx, old.children, x)
-        if children is None:
+        z = _chain(ctx, old.children, x, layers)
+        if z is None:
             return None
-        z = children[-1].out_shape if children else x
-        seq = _moved(old, x, z)
-        seq.children = children
-        return seq, z, _params(children)
+        return _Reshape(x, layers, 0, z, _params(layers))
     assert isinstance(old, ResidualNode)
-    body = _chain(ctx, old.body, x)
-    if body is None:
+    y = _chain(ctx, old.body, x, layers)
+    if y is None:
         return None
-    y = body[-1].out_shape if body else x
     out = merged_shape(old.merge, x, y)
     block = use.definition
     mode = block.shortcut if block.shortcut is not None else ctx.spec.shortcut
     if isinstance(out, str) or plan_shortcut(str(mode), old.merge, x, y).build != Build.IDENTITY:
         return None
-    after = _chain(ctx, old.after, out)
-    if after is None:
+    z = _chain(ctx, old.after, out, layers)
+    if z is None:
         return None
-    z = after[-1].out_shape if after else out
-    res = _moved(old, x, z)
-    res.body, res.after = body, after
-    res.merge_flops = merge_kind(old.merge).merge_cost([x, y], out).flops
-    return res, z, _params([*body, *after])
+    flops = merge_kind(old.merge).merge_cost([x, y], out).flops
+    return _Reshape(x, layers, flops, z, _params(layers))
 
 
-def _chain(ctx: Lowering, layers: list[Node], x: Shape) -> list[Node] | None:
-    """Copies of a chain of layers fed `x`, each with the shape, cost and window it then has."""
-    out: list[Node] = []
-    for node in layers:
+def _chain(ctx: Lowering, nodes: list[Node], x: Shape, layers: list[tuple[Shape, Shaped]]) -> Shape | None:
+    """What a chain of layers makes of `x`, each layer's input and outcome added to `layers`; None
+    where one cannot take its input."""
+    for node in nodes:
         assert isinstance(node, LayerNode)
         known = shaped(ctx, node.kind, node.params, x)
         if isinstance(known, ShapeProblem):
             return None
-        copy = _moved(node, x, known[1])
-        copy.cost, copy.window = known[2], known[3]
-        out.append(copy)
+        layers.append((x, known))
         x = known[1]
-    return out
+    return x
 
 
-def _params(layers: list[Node]) -> int:
-    return sum(n.cost.params for n in layers if isinstance(n, LayerNode))
+def _params(layers: list[tuple[Shape, Shaped]]) -> int:
+    return sum(known[2].params for _, known in layers)
+
+
+def _rebuilt(old: Node, reshape: _Reshape, path: str) -> Node:
+    """The flat template `old` as `reshape` says, at module path `path`."""
+    cut = len(old.path)
+
+    def layer(node: Node, at: tuple[Shape, Shaped]) -> Node:
+        x, (_, y, cost, window, _) = at
+        copy = _moved(node, x, y)
+        copy.path = path + node.path[cut:]
+        copy.cost, copy.window = cost, window  # type: ignore[attr-defined]
+        return copy
+
+    top = _moved(old, reshape.in_shape, reshape.out_shape)
+    if isinstance(top, SeqNode):
+        top.children = [layer(n, at) for n, at in zip(top.children, reshape.layers, strict=True)]
+    else:
+        assert isinstance(top, ResidualNode)
+        split = len(top.body)
+        top.body = [layer(n, at) for n, at in zip(top.body, reshape.layers[:split], strict=True)]
+        top.after = [layer(n, at) for n, at in zip(top.after, reshape.layers[split:], strict=True)]
+        top.merge_flops = reshape.merge_flops
+    return top
 
 
 _N = TypeVar("_N", bound=Node)
@@ -254,20 +278,19 @@ def _moved(node: _N, x: Shape, y: Shape) -> _N:
     return copy
 
 
-def _copied(node: Node, old: str, new: str, fresh: bool = False) -> Node:
+def _copied(node: Node, old: str, new: str) -> Node:
     """A copy of `node` and everything under it, moved from module path `old` to `new`: new lists
     (lowering's callers and finish_list set flags on nodes), shared values (shapes, parameter models,
-    costs: immutable). `fresh`: the node and its lists are copies already (a reshaped template's),
-    only the paths change."""
-    copy = node if fresh else _moved(node, node.in_shape, node.out_shape)
+    costs: immutable)."""
+    copy = _moved(node, node.in_shape, node.out_shape)
     copy.path = new + node.path[len(old) :]
     if isinstance(copy, SeqNode):
-        copy.children = [_copied(c, old, new, fresh) for c in copy.children]
+        copy.children = [_copied(c, old, new) for c in copy.children]
         if copy.outputs is not None:
             copy.outputs = dict(copy.outputs)
     elif isinstance(copy, ResidualNode):
-        copy.body = [_copied(c, old, new, fresh) for c in copy.body]
-        copy.after = [_copied(c, old, new, fresh) for c in copy.after]
+        copy.body = [_copied(c, old, new) for c in copy.body]
+        copy.after = [_copied(c, old, new) for c in copy.after]
         if copy.shortcut is not None:
             copy.shortcut = cast(SeqNode, _copied(copy.shortcut, old, new))
     elif isinstance(copy, ParallelNode):
