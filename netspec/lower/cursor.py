@@ -51,6 +51,9 @@ class Namespace:
     holders: set[str] = field(default_factory=set)  # the holder modules dotted names create
     failed: set[str] = field(default_factory=set)  # names of items whose problems are reported
     skipped: set[str] = field(default_factory=set)  # names of items left out by their `when:`
+    # outputs are read by name from outside the list too: the model's (`outputs:`) and its wrappers'
+    # (messages about names inside `features:`); else only a graph list's own items read them
+    published: bool = False
 
     def assign(self, prefix: str, explicit: str | None, holder: str = "") -> str:
         """A child's name: `explicit`, else the next of its kind (`bn1`), under `holder` where given

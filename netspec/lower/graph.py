@@ -110,6 +110,8 @@ def lower_linked(ctx: Lowering, item: Any, cur: Cursor, lower: ItemLowerer) -> L
 
 def publish(ns: Namespace, name: Any, new: list[Node], y: Shape | None, src: Src) -> None:
     """What an item (written at `src`, named `name`) made, visible to the later items of its list."""
+    if not (ns.graph or ns.published):
+        return  # nothing reads this list's outputs by name (most lists: a block's body, a shortcut)
     if not isinstance(name, str):
         _make_visible(ns, new, y, src, explicit=False)
     elif y is None:

@@ -71,12 +71,13 @@ def lower_model(ctx: Lowering) -> SeqNode:
     """The whole network: raises SpecError with every problem found."""
     spec, x = ctx.spec, ctx.input_shape
     root = SeqNode("", "", x, x, (), "model", role="model")
-    top = Cursor(x, ctx.globals, (), "stem", names=Namespace("named"))
+    top = Cursor(x, ctx.globals, (), "stem", names=Namespace("named", published=True))
     trunk, cur = root, top  # where stem and stages go: the model, or its `features`
     if spec.features:
         top.names.assign("features", spec.features)
         trunk = SeqNode(spec.features, spec.features, x, x, (), "stem", role="features")
         cur = top.child(spec.features)
+        cur.names.published = True
     trunk_ns = cur.names
     # stem, stages and head are one list of the model's children (unless a wrapper takes the first two)
     top.names.graph = spec.outputs is not None
@@ -95,6 +96,7 @@ def lower_model(ctx: Lowering) -> SeqNode:
         shape = y or ()
         stages = SeqNode(spec.trunk, cur.path(spec.trunk), shape, shape, (), "stem", role="sequential")
         cur = cur.child(spec.trunk)
+        cur.names.published = True
         declare(cur.names, spec.stages, ("stages",), shape)
     number = 0  # of the stage, counting those a `foreach` generates
     blocks = NetworkBlocks.of(ctx, cur)
