@@ -13,6 +13,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -199,6 +200,21 @@ if yaml.__with_libyaml__:
             Resolver.__init__(self)
             self._bound(file)
 
+        def resolve(self, kind: type[Node], value: Any, implicit: Any) -> Any:
+            # the composer asks for every scalar's tag (regular expressions in Python); a plain
+            # scalar's tag is a function of its text alone, and specs repeat a few words and numbers
+            if kind is ScalarNode and len(value) <= _CACHED_SCALAR_CHARS:
+                return _scalar_tag(value, implicit)
+            return Resolver.resolve(self, kind, value, implicit)
+
+    _CACHED_SCALAR_CHARS = 100
+    _RESOLVER = Resolver()
+
+    @lru_cache(maxsize=4096)
+    def _scalar_tag(value: str, implicit: tuple[bool, bool]) -> Any:
+        """PyYAML's tag for a scalar written as `value` (`implicit`: whether it is plain, quoted)."""
+        return _RESOLVER.resolve(ScalarNode, value, implicit)
+
 
 def _unsure_scalar(node: ScalarNode) -> bool:
     """A plain (unquoted) scalar the two readers may place or split differently: a value left out
@@ -218,6 +234,10 @@ def _sure_size(node: Node, memo: dict[int, int], limit: int, depth: int = 1) -> 
     once (aliases), first where it is written: before any alias to it."""
     if depth > MAX_DEPTH:
         raise _UnsureError
+    if type(node) is ScalarNode:  # (most nodes: one each, wherever an alias repeats it)
+        if _unsure_scalar(node):
+            raise _UnsureError
+        return 1
     key = id(node)
     known = memo.get(key)
     if known is not None:
@@ -226,10 +246,7 @@ def _sure_size(node: Node, memo: dict[int, int], limit: int, depth: int = 1) -> 
         return known
     memo[key] = -1  # in progress
     size = 1
-    if isinstance(node, ScalarNode):
-        if _unsure_scalar(node):
-            raise _UnsureError
-    elif isinstance(node, SequenceNode):
+    if isinstance(node, SequenceNode):
         for child in node.value:
             size += _sure_size(child, memo, limit, depth + 1)
     elif isinstance(node, MappingNode):

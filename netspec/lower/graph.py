@@ -46,17 +46,17 @@ def _params(item: Any) -> Mapping[str, Any] | None:
 def declare(
     ns: Namespace, items: Any, src: Src, input_shape: Shape | None, memo: dict[Any, Any] | None = None
 ) -> None:
-    """Before a list is lowered: the names its items declare, whether it references (a graph list),
-    and what `input` reads."""
-    if input_shape is not None and INPUT not in ns.refs:
-        ns.refs[INPUT] = Ref(INPUT, input_shape, src)
-    if not isinstance(items, list):
-        return
-    names, references = _declarations(items, memo)
-    for name, i in names:
-        ns.declared.setdefault(name, (*src, i))
+    """Before a list is lowered: whether it references (a graph list), and, where its outputs are read
+    by name (publish), what `input` reads and the names its items declare (for messages)."""
+    names, references = _declarations(items, memo) if isinstance(items, list) else ([], False)
     if references:
         ns.graph = True
+    if not (ns.graph or ns.published):
+        return
+    if input_shape is not None and INPUT not in ns.refs:
+        ns.refs[INPUT] = Ref(INPUT, input_shape, src)
+    for name, i in names:
+        ns.declared.setdefault(name, (*src, i))
 
 
 def _declarations(items: list[Any], memo: dict[Any, Any] | None) -> tuple[list[tuple[str, int]], bool]:
