@@ -156,7 +156,7 @@ class Analysis:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Totals:
     params: int = 0
     macs: int = 0

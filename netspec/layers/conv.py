@@ -64,8 +64,11 @@ class ConvParams(LayerParams):
         return self
 
 
-def conv_padding(p: ConvParams) -> tuple[int, int] | str:
-    k, d = pair(p.kernel), pair(p.dilation)
+def conv_padding(
+    p: ConvParams, k: tuple[int, int] | None = None, d: tuple[int, int] | None = None
+) -> tuple[int, int] | str:
+    """The padding a conv takes (`k`, `d`: its kernel and dilation pairs, where the caller has them)."""
+    k, d = k or pair(p.kernel), d or pair(p.dilation)
     if p.padding == "auto":
         return (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
     if p.padding == "valid":
@@ -122,7 +125,7 @@ class Conv(LayerKind):
         k, s, d = pair(p.kernel), pair(p.stride), pair(p.dilation)
         if p.padding == "same" and s != (1, 1):
             raise ShapeError("padding 'same' needs stride 1 (PyTorch rule)")
-        pad = conv_padding(p)
+        pad = conv_padding(p, k, d)
         if isinstance(pad, str):  # "same"
             return (cout, h, w)
         ext = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)

@@ -35,12 +35,12 @@ __all__ = ["FROM", "declare", "finish_list", "lower_linked", "model_outputs", "p
 def _params(item: Any) -> Mapping[str, Any] | None:
     """The mapping an item's `from` and `name` are written in: a stage entry itself, else the one
     value of `kind: {...}`."""
-    if not isinstance(item, Mapping):
+    if not isinstance(item, dict | Mapping):  # (dict first: an ABC check is slower)
         return None
     if "block" in item or len(item) != 1:
         return item
     value = next(iter(item.values()))
-    return value if isinstance(value, Mapping) else None
+    return value if isinstance(value, dict | Mapping) else None
 
 
 def declare(

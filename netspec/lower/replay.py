@@ -17,7 +17,9 @@ A block whose lowering cannot read its input shape is replayed at *any* input sh
 DenseNet's dense layers, each fed 32 channels more than the one before. That holds where no text of
 its definition names `in_channels`, `in_height` or `in_width` (expressions read names only by writing
 them), and its template is flat: layers only (no nested block or composite, whose own scope would see
-their input shape), no references, no shortcut module. The copy's shapes, costs and receptive-field
+their input shape), no references, no shortcut module. Such a copy also takes its stage and its `src`
+from the cursor (only its own node is labelled with where it is used), so DenseNet's first dense
+layer of a stage is a copy of the first stage's. The copy's shapes, costs and receptive-field
 windows are inferred again along the chain, the merge's shape and the shortcut decision worked out
 again; where any of that fails or differs, the block is lowered for real, which reports it.
 """
@@ -97,8 +99,9 @@ def _frozen(value: Any) -> Any:
 
 
 def any_shape_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The key of a use whose input shape does not matter, only its rank."""
-    return (*key[:_SHAPE_AT], ("rank", len(key[_SHAPE_AT])), *key[_SHAPE_AT + 1 :])
+    """The key of a flat block's use: its input shape does not matter, only its rank, nor where it is
+    (its stage, where it is written: a flat template's copy takes both from the cursor)."""
+    return (*key[:_SHAPE_AT], ("rank", len(key[_SHAPE_AT])), *key[_SHAPE_AT + 3 :])
 
 
 def remember(
@@ -181,7 +184,8 @@ def replayed(ctx: Lowering, key: tuple[Any, ...], use: BlockUse, cur: Cursor) ->
     if reshape is None:
         copy, y = _copied(old, old.path, path), template.out_shape
     else:
-        copy, y = _rebuilt(old, reshape, path), reshape.out_shape
+        copy, y = _rebuilt(old, reshape, path, cur.section), reshape.out_shape
+        copy.src = cur.src
     copy.name, copy.path = name, path
     copy.inputs = ()  # (what the caller's graph list gave the template's use is not this use's)
     copy.inline, copy.repeat = use.in_place, use.repeat
@@ -231,7 +235,7 @@ def _chain(ctx: Lowering, nodes: list[Node], x: Shape, layers: list[tuple[Shape,
     """What a chain of layers makes of `x`, each layer's input and outcome added to `layers`; None
     where one cannot take its input."""
     for node in nodes:
-        assert isinstance(node, LayerNode)
+        node = cast(LayerNode, node)  # (a flat template holds layers only)
         known = shaped(ctx, node.kind, node.params, x)
         if isinstance(known, ShapeProblem):
             return None
@@ -244,18 +248,19 @@ def _params(layers: list[tuple[Shape, Shaped]]) -> int:
     return sum(known[2].params for _, known in layers)
 
 
-def _rebuilt(old: Node, reshape: _Reshape, path: str) -> Node:
-    """The flat template `old` as `reshape` says, at module path `path`."""
+def _rebuilt(old: Node, reshape: _Reshape, path: str, section: str) -> Node:
+    """The flat template `old` as `reshape` says, at module path `path` in `section`."""
     cut = len(old.path)
 
     def layer(node: Node, at: tuple[Shape, Shaped]) -> Node:
         x, (_, y, cost, window, _) = at
         copy = _moved(node, x, y)
-        copy.path = path + node.path[cut:]
+        copy.path, copy.section = path + node.path[cut:], section
         copy.cost, copy.window = cost, window  # type: ignore[attr-defined]
         return copy
 
     top = _moved(old, reshape.in_shape, reshape.out_shape)
+    top.section = section
     if isinstance(top, SeqNode):
         top.children = [layer(n, at) for n, at in zip(top.children, reshape.layers, strict=True)]
     else:

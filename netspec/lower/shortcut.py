@@ -62,18 +62,18 @@ class ShortcutPlan:
 def plan_shortcut(mode: str, merge: str, x: Shape, y: Shape) -> ShortcutPlan:
     """The shortcut a block of this mode and merge needs, from its input shape `x` to the body's `y`."""
     if mode == Mode.NONE:
-        return ShortcutPlan(Build.NONE)
+        return _NO_SHORTCUT
     kind = merge_kind(merge)
     fits = x == y or (kind.broadcasts and broadcasts(x, y)) or (not kind.elementwise and x[1:] == y[1:])
     if fits:
-        return ShortcutPlan(Build.IDENTITY)
+        return _IDENTITY
     if mode == Mode.IDENTITY:
         return _refuse(
             f"identity shortcut cannot {merge} input {fmt(x)} with body output {fmt(y)}",
             "use `shortcut: projection` (1x1 conv + BN where the shape changes)",
         )
     if mode == Mode.IDENTITY_IF_POSSIBLE:
-        return ShortcutPlan(Build.NONE)
+        return _NO_SHORTCUT
     if len(x) != 3 or len(y) != 3:
         return _refuse(f"a {mode} shortcut needs feature maps, got {fmt(x)} and {fmt(y)}")
     stride = -(-x[1] // y[1])
@@ -92,6 +92,10 @@ def plan_shortcut(mode: str, merge: str, x: Shape, y: Shape) -> ShortcutPlan:
     if mode == Mode.AVGPOOL_PROJECTION and stride > 1:
         return ShortcutPlan(Build.AVGPOOL_PROJECTION, stride, y[0])
     return ShortcutPlan(Build.PROJECTION, stride, y[0])  # also avgpool_projection with nothing to pool
+
+
+_IDENTITY = ShortcutPlan(Build.IDENTITY)  # (most blocks: made once)
+_NO_SHORTCUT = ShortcutPlan(Build.NONE)
 
 
 def _refuse(reason: str, hint: str | None = None) -> ShortcutPlan:
