@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import Location, Problem, SpecSizeError
 from .ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
 from .layers import KINDS
-from .layers.base import numel
+from .layers.base import LayerKind, numel
 from .layers.merge import MergeKind
 
 if TYPE_CHECKING:
@@ -171,10 +171,13 @@ def _run(node: Node, held: int) -> tuple[int, int]:
     """(peak while `node` runs, elements its output newly allocates: 0 when it is its input or a view
     of it), `held` elements being alive already (its input among them)."""
     if isinstance(node, LayerNode):
-        if node.inplace or KINDS[node.kind].aliases_input:
+        kind = KINDS[node.kind]
+        if node.inplace or kind.aliases_input:
             return held, 0
         out = numel(node.out_shape)
-        return held + out + KINDS[node.kind].scratch(node.params, node.in_shape, node.out_shape), out
+        if type(kind).scratch is LayerKind.scratch:  # (most kinds compute their output in one op)
+            return held + out, out
+        return held + out + kind.scratch(node.params, node.in_shape, node.out_shape), out
     if isinstance(node, SeqNode) and node.graph:
         return _graph(node, held)
     if isinstance(node, AuxNode):
@@ -194,7 +197,8 @@ def _chain(nodes: list[Node], held: int, current: int = 0) -> tuple[int, int]:
     peak = held + current
     for node in nodes:
         p, out = _run(node, held + current)
-        peak = max(peak, p)
+        if p > peak:
+            peak = p
         if out:
             current = out
     return peak, current

@@ -28,7 +28,7 @@ def bindings(params: Mapping[str, Any]) -> dict[str, str]:
     argument names: `out: ${width}` becomes `width`)."""
     found = {}
     for key, value in params.items():
-        match = _BINDING.fullmatch(value.strip()) if isinstance(value, str) else None
+        match = _BINDING.fullmatch(value.strip()) if isinstance(value, str) and "${" in value else None
         if match:
             found[key] = match.group(1)
     return found
