@@ -64,7 +64,11 @@ class Field:
         if any(f.is_global for f in fields):  # the grid of the widest map (a gate is 1x1, broadcast)
             jump = (max(f.jump[0] for f in fields), max(f.jump[1] for f in fields))
             return Field(next(f for f in fields if f.is_global).rf, jump, True)
-        return max(fields, key=lambda f: (f.rf[0] * f.rf[1], f.rf))
+        widest = fields[0]  # (the first of the widest, as max() gives it)
+        for f in fields[1:]:
+            if (f.rf[0] * f.rf[1], f.rf) > (widest.rf[0] * widest.rf[1], widest.rf):
+                widest = f
+        return widest
 
 
 @dataclass(slots=True)

@@ -235,8 +235,8 @@ def _chain(ctx: Lowering, nodes: list[Node], x: Shape, layers: list[tuple[Shape,
     """What a chain of layers makes of `x`, each layer's input and outcome added to `layers`; None
     where one cannot take its input."""
     for node in nodes:
-        node = cast(LayerNode, node)  # (a flat template holds layers only)
-        known = shaped(ctx, node.kind, node.params, x)
+        layer: LayerNode = node  # type: ignore[assignment]  # (a flat template holds layers only)
+        known = shaped(ctx, layer.kind, layer.params, x)
         if isinstance(known, ShapeProblem):
             return None
         layers.append((x, known))
@@ -245,7 +245,10 @@ def _chain(ctx: Lowering, nodes: list[Node], x: Shape, layers: list[tuple[Shape,
 
 
 def _params(layers: list[tuple[Shape, Shaped]]) -> int:
-    return sum(known[2].params for _, known in layers)
+    total = 0
+    for _, known in layers:
+        total += known[2].params
+    return total
 
 
 def _rebuilt(old: Node, reshape: _Reshape, path: str, section: str) -> Node:
