@@ -174,6 +174,10 @@ class _Totals:
         self.activations += other.activations
 
 
+# where a container's row goes until its children's figures are in (it precedes their rows)
+_PENDING = Row("", "", 0, "", (), (), 0, 0, 0, 0, None, (1, 1), False)
+
+
 class _Analyzer:
     def __init__(self) -> None:
         self.rows: list[Row] = []
@@ -186,7 +190,7 @@ class _Analyzer:
         if isinstance(node, AuxNode):
             return self.aux(node, f, depth)
         index = len(self.rows)
-        self.rows.append(self.row(node, "", depth, _Totals(), f, False))  # first; its figures come below
+        self.rows.append(_PENDING)  # its place, first; its row comes below, with its figures
         t = _Totals()
         if isinstance(node, SeqNode) and node.graph:
             out = self.graph(node, f, depth + 1, t)

@@ -256,16 +256,12 @@ def _rebuilt(old: Node, reshape: _Reshape, path: str, section: str) -> Node:
     cut = len(old.path)
 
     def layer(node: Node, at: tuple[Shape, Shaped]) -> Node:
-        x, (_, y, cost, window, _) = at
-        return _changed(
-            node,
-            in_shape=x,
-            out_shape=y,
-            cost=cost,
-            window=window,
-            path=path + node.path[cut:],
-            section=section,
-        )
+        x, known = at
+        copy = _new(type(node))
+        values = copy.__dict__ = node.__dict__.copy()  # (_changed's copy, spelled out: most copies)
+        values["in_shape"], values["out_shape"], values["cost"], values["window"] = x, *known[1:4]
+        values["path"], values["section"] = path + node.path[cut:], section
+        return copy
 
     top = _moved(old, reshape.in_shape, reshape.out_shape)
     top.section = section
