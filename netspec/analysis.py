@@ -200,9 +200,11 @@ class _Analyzer:
             kind = node.block or node.role
         elif isinstance(node, ResidualNode):
             body = self.seq(node.body, f, depth + 1, t)
-            short = self.node(node.shortcut, f, depth + 1) if node.shortcut else (_Totals(), f)
-            t.add(short[0])
-            merged = Field.widest([body, short[1]])
+            short = f  # (the identity)
+            if node.shortcut is not None:
+                st, short = self.node(node.shortcut, f, depth + 1)
+                t.add(st)
+            merged = Field.widest([body, short])
             t.flops += node.merge_flops
             t.activations += numel(node.after[0].in_shape if node.after else node.out_shape)
             out = self.seq(node.after, merged, depth + 1, t)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .layers import KINDS
 from .layers.base import Cost, Shape, Window
 from .layers.init_schemes import DEFAULT_INIT, InitScheme
 from .layers.merge import Add, Concat
@@ -92,8 +93,6 @@ class ResidualNode(Node):
     @property
     def merges_in_place(self) -> bool:
         """`out += shortcut`: an add after a body whose last layer's output autograd does not keep."""
-        from .layers import KINDS
-
         last = self.body[-1] if self.body else None
         accumulates = getattr(KINDS[self.merge], "accumulates", False)  # a merge kind's trait
         return accumulates and isinstance(last, LayerNode) and KINDS[last.kind].overwritable_output
