@@ -3,7 +3,8 @@
 The package reads in pipeline order: `stages` (the model: stem, stages, head) -> `sequence` (items of a
 list: layers, composites, block uses) -> `blocks` (one use of a block: bound parameters, body or
 branches, merge) -> `shortcut` (the residual shortcut rule) -> `primitive` (one layer). A `Cursor`
-(cursor.py) carries where lowering stands; `Lowering` (context.py) what it has found and spent.
+(cursor.py) carries where lowering stands; `Lowering` (context.py) what it has found and spent;
+`replay` copies a block use that repeats an earlier one instead of lowering it again.
 """
 
 from __future__ import annotations
