@@ -52,34 +52,31 @@ class ReadBudget:
         self.bytes_left -= size
 
 
+class _Positions:
+    """A positions attribute (`positions`, `key_positions`: key or index -> Location) that the YAML
+    reader leaves as the nodes until it is first asked for: most specs are read, validated and lowered
+    without one error to locate."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> dict[Any, Location]:
+        values = obj.__dict__
+        if self.attr not in values:
+            obj._read_positions()
+        return values[self.attr]
+
+    def __set__(self, obj: Any, value: dict[Any, Location]) -> None:
+        obj.__dict__[self.attr] = value
+
+
 class PosDict(dict):
-    """A mapping that knows the location of each of its keys' values (`positions`) and of each key
-    (`key_positions`). The reader leaves them as the YAML nodes until they are first asked for: most
-    specs are read, validated and lowered without one error to locate."""
+    """A mapping that knows the location of each of its keys' values and of each key."""
 
     location: Location | None = None
+    positions = _Positions()
+    key_positions = _Positions()  # where each key itself is written
     _unread: tuple[str, list[tuple[Any, Node, Node]]] | None = None  # (file, [(key, key node, node)])
-
-    @property
-    def positions(self) -> dict[Any, Location]:
-        if "_positions" not in self.__dict__:
-            self._read_positions()
-        return self.__dict__["_positions"]
-
-    @positions.setter
-    def positions(self, value: dict[Any, Location]) -> None:
-        self.__dict__["_positions"] = value
-
-    @property
-    def key_positions(self) -> dict[Any, Location]:
-        """Where each key itself is written."""
-        if "_key_positions" not in self.__dict__:
-            self._read_positions()
-        return self.__dict__["_key_positions"]
-
-    @key_positions.setter
-    def key_positions(self, value: dict[Any, Location]) -> None:
-        self.__dict__["_key_positions"] = value
 
     def _read_positions(self) -> None:
         positions: dict[Any, Location] = {}
@@ -95,23 +92,16 @@ class PosDict(dict):
 
 
 class PosList(list):
-    """A sequence that knows the location of each item (`positions`, left as the YAML nodes until
-    first asked for, as PosDict's)."""
+    """A sequence that knows the location of each item."""
 
     location: Location | None = None
+    positions = _Positions()
     _unread: tuple[str, list[Node]] | None = None  # (file, the items' nodes)
 
-    @property
-    def positions(self) -> dict[int, Location]:
-        if "_positions" not in self.__dict__:
-            file, nodes = self._unread or ("", [])
-            self.__dict__["_positions"] = {i: _loc(file, node) for i, node in enumerate(nodes)}
-            self._unread = None
-        return self.__dict__["_positions"]
-
-    @positions.setter
-    def positions(self, value: dict[int, Location]) -> None:
-        self.__dict__["_positions"] = value
+    def _read_positions(self) -> None:
+        file, nodes = self._unread or ("", [])
+        self.__dict__.setdefault("_positions", {i: _loc(file, node) for i, node in enumerate(nodes)})
+        self._unread = None
 
     @classmethod
     def of(cls, items: Iterable[tuple[Any, Location]], location: Location) -> PosList:

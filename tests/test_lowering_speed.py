@@ -225,7 +225,7 @@ def test_four_thousand_blocks_load_and_analyse_in_seconds():
 
 
 # DenseNet's dense layer, each fed `growth` channels more than the one before: replayed at every input
-# shape (it does not read it), unless `reads` makes it read `in_channels`; `groups` makes a layer refuse
+# shape (it does not read it), unless its `width` reads `in_channels`; `groups` makes a layer refuse
 # some input widths; `limits` stops lowering part way through the stage
 DENSE = """\
 name: dense
