@@ -100,7 +100,6 @@ class Budget:
         params = self.params + one.params * (depth - 1)
         work = self.work + one.work * (depth - 1)
         limits = self.limits
-        where = locate(self.raw, (*src, "depth"))
         if layers > limits.max_layers or params > limits.max_params:
             raise SpecSizeError(
                 Problem(
@@ -108,7 +107,7 @@ class Budget:
                     f" and {params:,} parameters (limits: {limits.max_layers:,} layers,"
                     f" {limits.max_params:,} parameters)",
                     src,
-                    where,
+                    locate(self.raw, (*src, "depth")),
                     "lower depth or width; if this is intended, run with --allow-large",
                 )
             )
@@ -120,7 +119,7 @@ class Budget:
                     f" the work budget is {self.max_work:,} ({WORK_PER_LAYER} per layer of"
                     " `limits.max_layers`)",
                     src,
-                    where,
+                    locate(self.raw, (*src, "depth")),
                     "blocks whose layers are mostly `when: false`? lower the depth, or raise"
                     " `limits.max_layers` if this is intended",
                 )

@@ -4,7 +4,7 @@ layers (conv's `norm`/`act`), each layer named, shaped, costed and counted again
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,9 +203,9 @@ def merge_node(
     cur: Cursor,
     shapes: list[Shape],
     bound: dict[str, str],
-    listed: str,
+    listed: Callable[[], str],
 ) -> LayerNode | None:
-    """A merge of outputs of `shapes` (`listed` says which, for the message): named, shaped, costed."""
+    """A merge of outputs of `shapes` (`listed()` says which, for a message): named, shaped, costed."""
     try:
         name = cur.names.assign(kind.prefix, p.name)
     except NameClashError as clash:
@@ -215,7 +215,7 @@ def merge_node(
     try:
         y = kind.infer_merge(shapes)
     except ShapeError as exc:
-        ctx.problem(f"{path} ({kind.name}): {exc} (inputs: {listed})", cur.src, shape=True)
+        ctx.problem(f"{path} ({kind.name}): {exc} (inputs: {listed()})", cur.src, shape=True)
         return None
     ctx.budget.add_layer(0, path, cur.src)
     return LayerNode(
