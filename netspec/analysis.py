@@ -16,6 +16,7 @@ Conventions (stated once, as fvcore states its own):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from math import prod
 from typing import Any
 
 from .ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, children
@@ -238,13 +239,15 @@ class _Analyzer:
 
     def layer(self, node: LayerNode, f: Field, depth: int, t: _Totals) -> Field:
         """A layer's row; its figures are added to `t` (most nodes are layers: no totals of their own)."""
-        w, c = node.window, node.cost
+        w = node.window
+        params, macs, flops = node.cost
         # (most layers map positions one to one: 1x1 convs, norms, activations)
         out = f if w == IDENTITY_WINDOW else f.through(w.kernel, w.stride, w.is_global, w.upscale)
-        activations = numel(node.out_shape)
-        t.params += c.params
-        t.macs += c.macs
-        t.flops += c.flops
+        y = node.out_shape
+        activations = prod(y)
+        t.params += params
+        t.macs += macs
+        t.flops += flops
         t.activations += activations
         self.layers += 1
         self.rows.append(
@@ -254,10 +257,10 @@ class _Analyzer:
                 depth,
                 node.section,
                 node.in_shape,
-                node.out_shape,
-                c.params,
-                c.macs,
-                c.flops,
+                y,
+                params,
+                macs,
+                flops,
                 activations,
                 None if out.is_global else out.rf,
                 out.jump,
@@ -268,9 +271,10 @@ class _Analyzer:
         return out
 
     def seq(self, nodes: list[Node], f: Field, depth: int, t: _Totals) -> Field:
+        layer = self.layer
         for child in nodes:
-            if isinstance(child, LayerNode):
-                f = self.layer(child, f, depth, t)
+            if type(child) is LayerNode:  # (most children: one call, no totals of their own)
+                f = layer(child, f, depth, t)
             else:
                 ct, f = self.node(child, f, depth)
                 t.add(ct)

@@ -263,6 +263,7 @@ def _merge(ctx: Lowering, kind: MergeKind, raw: Any, cur: Cursor, refs: list[Ref
     p = layer_params(ctx, kind.name, values, cur.src)
     if p is None:
         return [], None
+
     def listed() -> str:  # (for a message only: locating each input reads the spec's positions)
         return ", ".join(f"{r.node} {fmt(r.shape)}{_line(ctx, r.src)}" for r in refs)
 

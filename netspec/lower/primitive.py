@@ -145,7 +145,8 @@ def layer_node(
     if isinstance(known, ShapeProblem):
         ctx.problem(f"{path} ({kind}): {known.message}", src, known.hint, shape=True)
         return None
-    _, y, cost, window, init = known
+    _, y, cost, window = known
+    init = _init_scheme(ctx, kind, p)
     ctx.budget.add_layer(cost.params, path, src)
     return LayerNode(
         name,
@@ -171,8 +172,8 @@ class ShapeProblem:
     hint: str | None = None
 
 
-# (the parameters, the output shape, cost, receptive-field window and init scheme) of a layer
-Shaped = tuple[Any, Shape, Cost, Window, InitScheme]
+# (the parameters, the output shape, cost and receptive-field window) of a layer
+Shaped = tuple[Any, Shape, Cost, Window]
 
 
 def shaped(ctx: Lowering, kind: str, p: Any, x: Shape) -> Shaped | ShapeProblem:
@@ -192,7 +193,7 @@ def shaped(ctx: Lowering, kind: str, p: Any, x: Shape) -> Shaped | ShapeProblem:
             f"output size reaches 0 (input {fmt(x)} -> {fmt(y)})",
             "the input is too small for this many downsamplings; use a larger input size",
         )
-    known = ctx.memo[key] = (p, y, layer.cost(p, x, y), layer.window(p, x), _init_scheme(ctx, kind, p))
+    known = ctx.memo[key] = (p, y, layer.cost(p, x, y), layer.window(p, x))
     return known
 
 

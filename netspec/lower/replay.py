@@ -236,9 +236,13 @@ def _chain(ctx: Lowering, nodes: list[Node], x: Shape, layers: list[tuple[Shape,
     where one cannot take its input."""
     for node in nodes:
         layer: LayerNode = node  # type: ignore[assignment]  # (a flat template holds layers only)
-        known = shaped(ctx, layer.kind, layer.params, x)
-        if isinstance(known, ShapeProblem):
-            return None
+        if x == layer.in_shape:  # (what the template's layer was fed: what it made then)
+            known: Shaped = (layer.params, layer.out_shape, layer.cost, layer.window)
+        else:
+            found = shaped(ctx, layer.kind, layer.params, x)
+            if isinstance(found, ShapeProblem):
+                return None
+            known = found
         layers.append((x, known))
         x = known[1]
     return x
@@ -259,7 +263,7 @@ def _rebuilt(old: Node, reshape: _Reshape, path: str, section: str) -> Node:
         x, known = at
         copy = _new(type(node))
         values = copy.__dict__ = node.__dict__.copy()  # (_changed's copy, spelled out: most copies)
-        values["in_shape"], values["out_shape"], values["cost"], values["window"] = x, *known[1:4]
+        values["in_shape"], values["out_shape"], values["cost"], values["window"] = x, *known[1:]
         values["path"], values["section"] = path + node.path[cut:], section
         return copy
 
