@@ -18,7 +18,7 @@ from .layers.init_schemes import DEFAULT_INIT, InitScheme
 from .layers.merge import Add, Concat
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     name: str  # name inside the parent module
     path: str  # dotted module path, as in state_dict keys
@@ -46,7 +46,7 @@ class Node:
         return False
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerNode(Node):
     kind: str = ""
     params: Any = None
@@ -59,7 +59,7 @@ class LayerNode(Node):
     init: InitScheme = DEFAULT_INIT
 
 
-@dataclass
+@dataclass(slots=True)
 class SeqNode(Node):
     children: list[Node] = field(default_factory=list)
     role: Literal["model", "features", "stage", "sequential", "branch", "block", "shortcut"] = "sequential"
@@ -75,7 +75,7 @@ class SeqNode(Node):
         return self.role == "block"
 
 
-@dataclass
+@dataclass(slots=True)
 class ResidualNode(Node):
     """body(x) merged with shortcut(x) (identity when None), then `after` layers."""
 
@@ -98,7 +98,7 @@ class ResidualNode(Node):
         return accumulates and isinstance(last, LayerNode) and KINDS[last.kind].overwritable_output
 
 
-@dataclass
+@dataclass(slots=True)
 class ParallelNode(Node):
     """Branches on the same input, merged by concat (Inception) or add, then `after` layers."""
 
@@ -113,7 +113,7 @@ class ParallelNode(Node):
         return True
 
 
-@dataclass
+@dataclass(slots=True)
 class AuxNode(Node):
     """A side classifier (GoogLeNet, Inception v3): run on its input in training only; the main
     path passes through unchanged. `head_shape` is the side output's shape."""

@@ -26,6 +26,8 @@ again; where any of that fails or differs, the block is lowered for real, which 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -261,10 +263,9 @@ def _rebuilt(old: Node, reshape: _Reshape, path: str, section: str) -> Node:
 
     def layer(node: Node, at: tuple[Shape, Shaped]) -> Node:
         x, known = at
-        copy = _new(type(node))
-        values = copy.__dict__ = node.__dict__.copy()  # (_changed's copy, spelled out: most copies)
-        values["in_shape"], values["out_shape"], values["cost"], values["window"] = x, *known[1:]
-        values["path"], values["section"] = path + node.path[cut:], section
+        copy: Any = _COPY[type(node)](node)  # (_changed's copy, spelled out: most copies)
+        copy.in_shape, copy.out_shape, copy.cost, copy.window = x, *known[1:]
+        copy.path, copy.section = path + node.path[cut:], section
         return copy
 
     top = _moved(old, reshape.in_shape, reshape.out_shape)
@@ -288,17 +289,28 @@ def _moved(node: _N, x: Shape, y: Shape) -> _N:
     return _changed(node, in_shape=x, out_shape=y)
 
 
-_new = object.__new__
-
-
 def _changed(node: _N, **fields: Any) -> _N:
-    """A shallow copy of `node` with `fields` changed (the IR's dataclasses, copied as their instance
-    dictionaries: half the time of copy.copy's protocol or of setting the fields one by one)."""
-    copy = _new(type(node))
-    values = node.__dict__.copy()
-    values.update(fields)
-    copy.__dict__ = values
+    """A shallow copy of `node` with `fields` changed."""
+    copy = cast(_N, _COPY[type(node)](node))
+    for name, value in fields.items():
+        setattr(copy, name, value)
     return copy
+
+
+def _copier(cls: type[Node]) -> Callable[[Node], Node]:
+    """A function that copies a `cls` field by field. The IR's classes have slots (no instance
+    dictionary: half the objects for the collector to follow), and copy.copy would take its reduce
+    protocol, several times slower; the function is written as dataclasses writes `__init__`, from
+    the class's own field names."""
+    lines = "".join(f"    copy.{f.name} = node.{f.name}\n" for f in dataclasses.fields(cls))
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    exec(f"def copy_node(node):\n    copy = new(cls)\n{lines}    return copy\n", scope)
+    return cast(Callable[[Node], Node], scope["copy_node"])
+
+
+_COPY: dict[type[Node], Callable[[Node], Node]] = {
+    cls: _copier(cls) for cls in (LayerNode, SeqNode, ResidualNode, ParallelNode, AuxNode)
+}
 
 
 def _copied(node: Node, old: str, new: str) -> Node:
