@@ -1,8 +1,9 @@
 """Replaying a block: a use of a `blocks:` entry that repeats an earlier use of the same run (same
 arguments, input shape, place in the spec and stage) gives the same modules under another name, so its
 nodes are copied from the earlier use's rather than lowered again. Most blocks of most networks are
-such repeats: ResNet-50's 12 identity bottlenecks of 16, every block but the first of a RegNet or
-MobileNet stage. A copy costs about a tenth of a lowering.
+such repeats: ResNet-50's 8 bottlenecks of 16 (all but the first two of each stage: the first
+strides, the second meets a new input width), most blocks of a RegNet stage. A copy costs a tenth of
+a lowering or less.
 
 What a use's lowering reads is exactly what the key holds: the block's definition, its evaluated
 arguments (the block's scope is those over the spec's globals, which are fixed for the run), the input
