@@ -298,9 +298,11 @@ def test_a_dense_stage_replays_what_it_can_and_stops_where_lowering_would(
 def test_a_replayed_dense_stage_equals_torchvision_densenet():
     # DenseNet-121 (fvcore's figures for torchvision's densenet121): 54 of its 58 dense layers are
     # copies of the first of their stage, their shapes and costs inferred again
+    torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
     analysis = netspec.analyze(netspec.load_spec(ROOT / "specs" / "densenet121.yaml"))
-    reference = torchvision.models.densenet121(weights=None)
+    with torch.device("meta"):  # (the parameters' shapes only: no memory, no initialisation)
+        reference = torchvision.models.densenet121(weights=None)
     assert analysis.params == sum(p.numel() for p in reference.parameters()) == 7_978_856
     assert analysis.macs == 2_865_546_752
 
