@@ -318,3 +318,36 @@ def test_random_graph_specs_lower_alike_with_and_without_the_memo(monkeypatch: p
         assert _lowered(generated.text, False, monkeypatch) == _lowered(generated.text, True, monkeypatch)
 
     check()
+
+
+def _deeper(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every stage of blocks four deep: each block after the first (or second) is a replay."""
+    for item in spec["stages"]:
+        if isinstance(item, dict) and "block" in item:
+            item["depth"] = 4
+    return spec
+
+
+def test_random_stages_of_blocks_lower_alike_with_and_without_replay(monkeypatch: pytest.MonkeyPatch):
+    # the shape fuzzer's stages (residual basic and bottleneck blocks with every shortcut mode, dense
+    # blocks, squeeze-and-excitation, inline composites), four blocks deep: as valid specs, and with
+    # junk values put into them (errors inside replayed stages)
+    import yaml
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from .fuzz_graph import quick_settings
+    from .test_shapes_fuzz import composite_dict, mutated_spec
+
+    deep = composite_dict().map(_deeper).map(lambda spec: yaml.safe_dump(spec, sort_keys=False))
+
+    @quick_settings(25)
+    @given(st.one_of(deep, mutated_spec()))
+    def check(text: str) -> None:
+        try:
+            netspec.loads_spec(text)
+        except SpecError:
+            return  # refused before lowering
+        assert _lowered(text, False, monkeypatch) == _lowered(text, True, monkeypatch)
+
+    check()
