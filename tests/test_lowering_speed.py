@@ -54,9 +54,16 @@ blocks:
 
 
 class Forgetful(dict):
-    """A memo that remembers nothing: every layer and expression is worked out afresh."""
+    """A memo that remembers nothing: every layer and expression is worked out afresh, every block
+    lowered (no replay)."""
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:  # (dict's own would store it)
+        return default
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
         pass
 
 

@@ -119,17 +119,23 @@ def remember(
         nodes[0], y, budget.work - before.work, budget.layers - before.layers, budget.params - before.params
     )
     ctx.memo[key] = template
-    if _flat(nodes[0]) and not _reads_shape(ctx, use):
-        ctx.memo.setdefault(any_shape_key(key), template)
+    if _flat(nodes[0], use) and not _reads_shape(ctx, use):
+        shapeless = any_shape_key(key)
+        if shapeless not in ctx.memo:
+            ctx.memo[shapeless] = template
 
 
-def _flat(node: Node) -> bool:
-    """A block of layers only, that reads no names and has no shortcut module."""
+def _flat(node: Node, use: BlockUse) -> bool:
+    """A block of layers only, that reads no names, and whose shortcut decision _reshaped can make
+    again: a residual merged with the input itself under a shortcut mode (not a list of layers), or a
+    plain sequence (`merge: none`; a sequence that a mode made of a merged block, such as
+    `identity_if_possible` where the shapes differed, becomes a residual at another shape)."""
+    block = use.definition
     if isinstance(node, ResidualNode):
         layers = [*node.body, *node.after]
-        if node.shortcut is not None:
+        if node.shortcut is not None or isinstance(block.shortcut, list):
             return False
-    elif isinstance(node, SeqNode) and node.role == "block" and not node.graph:
+    elif isinstance(node, SeqNode) and node.role == "block" and not node.graph and block.merge == "none":
         layers = node.children
     else:
         return False
