@@ -16,7 +16,6 @@ Conventions (stated once, as fvcore states its own):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from math import prod
 from typing import Any
 
 from .ir import INPUT, AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode, children
@@ -244,7 +243,7 @@ class _Analyzer:
         # (most layers map positions one to one: 1x1 convs, norms, activations)
         out = f if w == IDENTITY_WINDOW else f.through(w.kernel, w.stride, w.is_global, w.upscale)
         y = node.out_shape
-        activations = prod(y)
+        activations = numel(y)
         t.params += params
         t.macs += macs
         t.flops += flops

@@ -622,22 +622,34 @@ def _memo_key(value: str, scope: Mapping[str, Any]) -> tuple[Any, ...] | None:
 
 def values_key(names: Iterable[str], scope: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """The values `names` have in `scope`, as part of a memo key (what a computation that reads only
-    those names gives again for them); None where one is not a plain value (a list could be long: a key
-    must cost less than what it saves)."""
+    those names gives again for them); None where one is not a plain value."""
     key: list[Any] = []
     for name in names:
         try:
             v = scope[name]
         except KeyError:
-            v = _ABSENT
-        t = type(v)
-        if t is float:
-            key.append((t, repr(v)))  # repr: -0.0 and 0.0 stay apart
-        elif t in (int, str, bool, type(None)) or v is _ABSENT:
-            key.append((t, v))  # the type: 1, 1.0 and True are equal but give different results
-        else:
+            key.append(_ABSENT)
+            continue
+        plain = plain_key(v)
+        if plain is None:
             return None
+        key.append(plain)
     return tuple(key)
+
+
+_PLAIN_TYPES = frozenset({int, str, bool, type(None)})
+
+
+def plain_key(value: Any) -> tuple[Any, Any] | None:
+    """A plain value as part of a memo key, with its type (1, 1.0 and True are equal in Python but give
+    different results: a count is strict), a float by its repr (-0.0 and 0.0 stay apart); None for any
+    other value (a list could be long: a key must cost less than what it saves)."""
+    t = type(value)
+    if t in _PLAIN_TYPES:
+        return (t, value)
+    if t is float:
+        return (t, repr(value))
+    return None
 
 
 def names_read(value: str) -> tuple[str, ...] | None:

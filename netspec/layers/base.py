@@ -11,6 +11,7 @@ import keyword
 import re
 import unicodedata
 from enum import Enum
+from math import prod
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
@@ -261,10 +262,7 @@ def window_text(w: Window) -> str:
 
 
 def numel(shape: Shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+    return prod(shape)  # (in C: analysis and peak memory ask for every node)
 
 
 def need_map(shape: Shape, kind: str) -> tuple[int, int, int]:

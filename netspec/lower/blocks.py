@@ -29,7 +29,7 @@ from .inplace import can_follow_merge
 from .primitive import layer_params
 from .replay import remember, replay_key, replayed
 from .shapes import fmt, merge_hint, merge_kind, merged_shape
-from .shortcut import lower_shortcut
+from .shortcut import lower_shortcut, shortcut_mode
 
 _TYPE_NAMES: dict[str, type | tuple[type, ...]] = {
     "int": int,
@@ -120,8 +120,7 @@ def _body(ctx: Lowering, use: BlockUse, inside: Cursor, src: Src) -> Lowered:
     merge, shortcut = block.merge, None
     if merge != "none":
         try:
-            mode = block.shortcut if block.shortcut is not None else ctx.spec.shortcut
-            merge, shortcut = lower_shortcut(ctx, inside, block, mode, y)
+            merge, shortcut = lower_shortcut(ctx, inside, block, shortcut_mode(ctx, block), y)
         except BadValueError as bad:
             ctx.problem(f"{inside.parent} ({use.kind}): {bad.message}", bad.src, bad.hint, shape=True)
             return [], None

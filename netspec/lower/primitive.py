@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..expr import plain_key
 from ..ir import LayerNode, Node
 from ..layers import KINDS, ShapeError
 from ..layers.base import Cost, Shape, Window
@@ -105,18 +106,14 @@ def layer_params(ctx: Lowering, kind: str, values: dict[str, Any], src: Src) -> 
     return p
 
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
 def _params_key(kind: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
-    """A layer's written values as a memo key, or None where one is not plain. Types are part of it:
-    1, 1.0 and True are equal in Python but validate differently (a count is strict)."""
+    """A layer's written values as a memo key, or None where one is not plain (expr.plain_key)."""
     key: list[Any] = ["params", kind]
     for name, v in values.items():
-        t = type(v)
-        if t not in _PLAIN:
+        plain = plain_key(v)
+        if plain is None:
             return None
-        key += (name, t, repr(v) if t is float else v)  # repr: -0.0 and 0.0 stay apart
+        key += (name, plain)
     return tuple(key)
 
 

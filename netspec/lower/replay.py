@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from ..expr import plain_key
 from ..ir import AuxNode, LayerNode, Node, ParallelNode, ResidualNode, SeqNode
 from ..layers.base import Shape
 from .budget import Tally
@@ -39,12 +40,11 @@ from .context import Lowering
 from .cursor import Cursor, Lowered, NameClashError
 from .primitive import Shaped, ShapeProblem, shaped
 from .shapes import merge_kind, merged_shape
-from .shortcut import Build, plan_shortcut
+from .shortcut import Build, plan_shortcut, shortcut_mode
 
 if TYPE_CHECKING:
     from .blocks import BlockUse
 
-_PLAIN = frozenset({int, str, bool, type(None)})
 _SHAPE_NAMES = ("in_channels", "in_height", "in_width")  # the names bind() gives a block's input shape
 _SHAPE_AT = 6  # where replay_key puts the input shape
 
@@ -88,17 +88,12 @@ def replay_key(ctx: Lowering, use: BlockUse, cur: Cursor) -> tuple[Any, ...] | N
 
 
 def _frozen(value: Any) -> Any:
-    """A plain value with its type (1, 1.0 and True are equal in Python but lower differently; repr
-    keeps -0.0 apart from 0.0), a list of them as a tuple; None for anything else."""
-    t = type(value)
-    if t in _PLAIN:
-        return (t, value)
-    if t is float:
-        return (t, repr(value))
-    if t is list:
+    """A block argument as part of the key: a plain value as expr.plain_key keys it, a list of them
+    (a block's arguments are few and short) as a tuple; None for anything else."""
+    if type(value) is list:
         items = [_frozen(v) for v in value]
-        return None if any(i is None for i in items) else (t, tuple(items))
-    return None
+        return None if any(i is None for i in items) else (list, tuple(items))
+    return plain_key(value)
 
 
 def any_shape_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -229,9 +224,8 @@ def _reshaped(ctx: Lowering, template: BlockTemplate, use: BlockUse, cur: Cursor
     if y is None:
         return None
     out = merged_shape(old.merge, x, y)
-    block = use.definition
-    mode = block.shortcut if block.shortcut is not None else ctx.spec.shortcut
-    if isinstance(out, str) or plan_shortcut(str(mode), old.merge, x, y).build != Build.IDENTITY:
+    mode = shortcut_mode(ctx, use.definition)  # (a mode: _flat keeps lists of layers out)
+    if isinstance(out, str) or plan_shortcut(mode, old.merge, x, y).build != Build.IDENTITY:
         return None
     z = _chain(ctx, old.after, out, layers)
     if z is None:

@@ -128,6 +128,11 @@ def shortcut_layers(plan: ShortcutPlan, norm: str = BatchNorm.name) -> list[dict
     return [{Conv.name: conv}, {norm: {}}]
 
 
+def shortcut_mode(ctx: Lowering, block: BlockDef) -> Any:
+    """The block's `shortcut:` (a mode, or a list of layers), else the spec's."""
+    return block.shortcut if block.shortcut is not None else ctx.spec.shortcut
+
+
 def lower_shortcut(
     ctx: Lowering, inside: Cursor, block: BlockDef, mode: Any, y: Shape
 ) -> tuple[Merge, SeqNode | None]:
